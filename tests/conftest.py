@@ -22,3 +22,40 @@ def clean_image() -> np.ndarray:
     img = 0.5 + 0.3 * np.sin(6 * x) * np.cos(4 * y)
     img[20:40, 20:40] += 0.2
     return np.clip(img, 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def noisy_pair(clean_image) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) with Gaussian sigma 0.1, fixed seed."""
+    rng = np.random.default_rng(0)
+    noisy = clean_image + rng.normal(0, 0.1, clean_image.shape).astype(np.float32)
+    return clean_image, noisy
+
+
+def tiny_config(**overrides):
+    """A config small enough to train in well under a second."""
+    from n2v_cascade.config import make_config
+
+    values = dict(patch_size=16, batch_size=4, epochs=2, steps_per_epoch=5, seed=0,
+                  network={"depth": 2, "width": 8}, mask={"fraction": 0.02})
+    values.update(overrides)
+    return make_config("test", **values)
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    import sys
+
+    from n2v_cascade.cli import main
+
+    old = sys.argv
+    sys.argv = ["n2v-cascade", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return code, out.out, out.err

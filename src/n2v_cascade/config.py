@@ -1,0 +1,167 @@
+"""Training configuration: small pydantic models, validated, savable as YAML.
+
+Every value a user can set lives here, so that a saved model carries the full recipe
+that produced it. Wrong values are refused with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import InputError
+
+VariantName = Literal["n2v", "n2v2", "structured", "blindspot", "probabilistic"]
+VARIANTS: tuple[str, ...] = ("n2v", "n2v2", "structured", "blindspot", "probabilistic")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MaskConfig(_Strict):
+    """How input pixels are hidden from the network (masked variants only).
+
+    ``pattern`` picks the masked pixels: ``random`` (N2V, ``fraction`` of the patch) or
+    ``grid`` (structured: a lattice with ``stride`` and a random phase per patch).
+    ``replacement`` is what the network sees there. ``struct`` additionally hides a
+    line-shaped neighbourhood around each masked pixel (structN2V), e.g.
+    ``horizontal:5``; ``struct_kernel`` is a user-given boolean kernel instead.
+    """
+
+    pattern: Literal["random", "grid"] = "random"
+    fraction: float = Field(0.002, gt=0.0, le=0.5)
+    stride: int = Field(4, ge=2, le=64)
+    radius: int = Field(2, ge=1, le=10)
+    replacement: Literal["neighbour", "median", "zero"] = "neighbour"
+    struct: str | None = None
+    struct_kernel: list[list[bool]] | None = None
+
+    @model_validator(mode="after")
+    def _check_struct(self) -> MaskConfig:
+        if self.struct is not None:
+            from .masking import line_kernel
+
+            line_kernel(self.struct)  # raises InputError naming the option
+        if self.struct is not None and self.struct_kernel is not None:
+            raise ValueError("give either struct or struct_kernel, not both")
+        return self
+
+
+class NetworkConfig(_Strict):
+    """Size of the shared U-Net backbone (or its blind-spot form)."""
+
+    depth: int = Field(3, ge=1, le=6)
+    width: int = Field(32, ge=1, le=512)
+
+
+class NoiseModelConfig(_Strict):
+    """Noise model for the probabilistic variant's posterior mean.
+
+    ``gaussian``: constant variance ``sigma**2``; ``poisson-gaussian``: variance
+    ``a * signal + b``. Values left ``None`` are estimated from the training data
+    (outside the network) and stored with the model. Units: the image's intensities.
+    """
+
+    kind: Literal["gaussian", "poisson-gaussian"] = "gaussian"
+    sigma: float | None = Field(None, gt=0.0)
+    a: float | None = Field(None, ge=0.0)
+    b: float | None = Field(None, ge=0.0)
+
+
+class TrainConfig(_Strict):
+    """Everything that defines a training run. Defaults follow the paper (III.E)."""
+
+    variant: VariantName = "n2v"
+    backbone: Literal["unet", "blindspot"] | None = None
+    patch_size: int = Field(128, ge=8, le=4096)
+    batch_size: int = Field(8, ge=1, le=4096)
+    epochs: int = Field(30, ge=1, le=100000)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
+    seed: int = Field(0, ge=0)
+    augment: bool = True
+    precision: Literal["float32", "bfloat16"] = "float32"
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        # Variant defaults that differ from N2V's, made explicit so a saved config says them.
+        if self.variant == "structured" and "pattern" not in self.mask.model_fields_set:
+            self.mask.pattern = "grid"
+        if self.variant == "n2v2" and "replacement" not in self.mask.model_fields_set:
+            self.mask.replacement = "median"
+        factor = 2**self.network.depth
+        if self.patch_size % factor:
+            raise ValueError(
+                f"patch_size {self.patch_size} must be divisible by 2**depth = {factor}"
+            )
+        if self.backbone == "blindspot" and self.variant not in ("blindspot", "probabilistic"):
+            raise ValueError(f"backbone 'blindspot' is not available for variant {self.variant!r}")
+        if self.backbone == "unet" and self.variant == "blindspot":
+            raise ValueError("variant 'blindspot' needs backbone 'blindspot'")
+        return self
+
+    @property
+    def resolved_backbone(self) -> str:
+        """The backbone actually used: explicit, or the variant's default."""
+        if self.backbone is not None:
+            return self.backbone
+        return "blindspot" if self.variant == "blindspot" else "unet"
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: invalid configuration: " + "; ".join(parts)
+
+
+def make_config(source: str = "config", **values: Any) -> TrainConfig:
+    """Build a TrainConfig, turning pydantic's multi-line errors into one InputError line."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise InputError(_format_validation_error(exc, source)) from None
+
+
+def update_config(config: TrainConfig, source: str = "options", **changes: Any) -> TrainConfig:
+    """Return a copy with nested changes applied (``mask={...}`` merges), validated."""
+    data = config.model_dump()
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return make_config(source, **data)
+
+
+def save_config(config: TrainConfig, path: str | Path, overwrite: bool = False) -> Path:
+    """Write the config as YAML (atomically)."""
+    from .io import atomic_write_text
+
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return atomic_write_text(path, text, overwrite=overwrite)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config; a missing, unreadable or invalid file gives a one-line InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not valid YAML ({line})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    return make_config(str(path), **data)

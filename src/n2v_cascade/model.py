@@ -1,0 +1,258 @@
+"""A trained denoiser and its self-describing folder on disk.
+
+The folder holds ``weights.pt`` (state dict), ``config.yaml`` (the full training
+recipe) and ``model.json`` (normalisation statistics, estimated noise model, package
+and format version, training history). ``model.json`` is written last, so a folder
+without it is an incomplete save and is refused on load.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from . import __version__
+from .config import NoiseModelConfig, TrainConfig, make_config
+from .errors import InputError, ModelError, OutputExistsError
+from .normalize import Normalizer
+from .predict import predict_tiled
+from .variants import Variant, get_variant, posterior_mean
+
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, META = "weights.pt", "config.yaml", "model.json"
+
+
+class Model:
+    """A trained network with everything needed to use it on new images."""
+
+    def __init__(
+        self, network: nn.Module, config: TrainConfig, normalizer: Normalizer,
+        noise: dict | None = None, history: list | None = None,
+    ) -> None:
+        self.network = network
+        self.config = config
+        self.normalizer = normalizer
+        self.noise = noise
+        self.history = history or []
+        self.train_seconds = 0.0
+        self._radius: int | None = None
+
+    @property
+    def variant(self) -> Variant:
+        return get_variant(self.config)
+
+    # -- prediction --------------------------------------------------------------
+    def receptive_radius(self) -> int:
+        """How far (pixels) the network looks; tiles overlap by this much."""
+        if self._radius is None:
+            self._radius = _probe_radius(self.network, 2 ** self.config.network.depth)
+        return self._radius
+
+    def predict(
+        self, image: np.ndarray, *, tile: int | None = 512, overlap: int | None = None,
+        batch_size: int = 4, tta: bool = False, progress: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Raw estimates in image units: ``mean``, and ``var`` (of the noisy value) if predicted.
+
+        ``image`` is YX or SYX; outputs have the same shape.
+        """
+        image = _as_float_image(image)
+        if image.ndim == 3:
+            parts = [self.predict(s, tile=tile, overlap=overlap, batch_size=batch_size,
+                                  tta=tta, progress=progress) for s in image]
+            return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+        div = 2 ** self.config.network.depth
+        overlap = self.receptive_radius() if overlap is None else overlap
+        padded, crop = _pad_to_multiple(self.normalizer.apply(image), div)
+        if tile is not None:
+            tile = max(div, -(-tile // div) * div)
+            overlap = min(-(-overlap // div) * div, max(0, (tile - div) // 2))
+        self.network.eval()
+        variant = self.variant
+
+        def fn(batch: torch.Tensor) -> torch.Tensor:
+            out = variant.estimate(self.network(batch))
+            return torch.cat([out[k] for k in sorted(out, key=_order)], dim=1)
+
+        out = predict_tiled(fn, padded, tile=tile, overlap=overlap, batch_size=batch_size,
+                            tta=tta, progress=progress, divisor=div)[(slice(None), *crop)]
+        result = {"mean": self.normalizer.undo(out[0]).astype(np.float32)}
+        if out.shape[0] > 1:
+            result["var"] = self.normalizer.undo_variance(out[1]).astype(np.float32)
+        return result
+
+    def denoise(
+        self, image: np.ndarray, *, posterior: bool = False, return_std: bool = False,
+        **kwargs,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Denoise a YX image or SYX stack (image units in, image units out).
+
+        ``posterior`` (probabilistic models) combines the predicted prior with the
+        stored noise model and the observed pixel to return the posterior mean.
+        ``return_std`` also returns the per-pixel standard deviation of the estimate.
+        """
+        image = _as_float_image(image)
+        est = self.predict(image, **kwargs)
+        if "var" not in est:
+            if posterior or return_std:
+                raise InputError(
+                    f"variant {self.config.variant!r} predicts no variance; posterior and "
+                    f"uncertainty need --variant probabilistic")
+            return est["mean"]
+        noise_var = self.noise_variance(est["mean"])
+        if posterior:
+            mean, std = posterior_mean(est["mean"], est["var"], image, noise_var)
+        else:
+            mean = est["mean"]
+            std = np.sqrt(np.maximum(est["var"] - noise_var, 0)).astype(np.float32)
+        return (mean, std) if return_std else mean
+
+    def noise_variance(self, signal: np.ndarray) -> np.ndarray:
+        """Per-pixel noise variance from the stored noise model (image units)."""
+        from .noise import noise_variance
+
+        nm = self.noise or {}
+        if nm.get("kind") == "poisson-gaussian":
+            return noise_variance(signal, nm["a"], nm["b"]).astype(np.float32)
+        return np.full(signal.shape, nm.get("sigma", 0.0) ** 2, np.float32)
+
+    # -- persistence -------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the model folder; refuses to replace an existing model unless ``overwrite``."""
+        from .config import save_config
+        from .io import atomic_path, atomic_write_text
+
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise OutputExistsError(f"{path}: exists and is not a folder")
+        if (path / META).exists() and not overwrite:
+            raise OutputExistsError(f"{path}: already holds a model; use --overwrite to replace")
+        path.mkdir(parents=True, exist_ok=True)
+        if (path / META).exists():
+            (path / META).unlink()  # the folder is incomplete until the new META lands
+        with atomic_path(path / WEIGHTS, overwrite=True) as tmp:
+            torch.save(self.network.state_dict(), tmp)
+        save_config(self.config, path / CONFIG, overwrite=True)
+        meta = {
+            "format_version": FORMAT_VERSION, "package_version": __version__,
+            "variant": self.config.variant, "normalizer": self.normalizer.model_dump(),
+            "noise_model": self.noise, "history": self.history,
+            "train_seconds": round(self.train_seconds, 3),
+        }
+        atomic_write_text(path / META, json.dumps(meta, indent=2), overwrite=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        """Load a model folder written by :meth:`save`, with one-line errors if it is broken."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelError(f"{path}: model folder not found")
+        for name in (META, CONFIG, WEIGHTS):
+            if not (path / name).is_file():
+                raise ModelError(f"{path}: not a complete model folder ({name} is missing)")
+        try:
+            meta = json.loads((path / META).read_text())
+            raw = yaml.safe_load((path / CONFIG).read_text())
+        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{path}: corrupt model metadata ({type(exc).__name__})") from None
+        if not isinstance(meta, dict) or not isinstance(raw, dict):
+            raise ModelError(f"{path}: corrupt model metadata (not a mapping)")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelError(
+                f"{path}: model format version {version!r} is not supported by n2v-cascade "
+                f"{__version__} (expects {FORMAT_VERSION})")
+        try:
+            config = make_config(str(path / CONFIG), **raw)
+            normalizer = Normalizer.model_validate(meta["normalizer"])
+        except (InputError, KeyError, ValueError) as exc:
+            raise ModelError(f"{path}: corrupt model config ({exc})") from None
+        network = get_variant(config).build_network()
+        try:
+            state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
+            network.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - any failure means unusable weights
+            raise ModelError(f"{path}: weights cannot be loaded ({type(exc).__name__})") from None
+        network.eval()
+        model = cls(network, config, normalizer, noise=meta.get("noise_model"),
+                    history=meta.get("history"))
+        model.train_seconds = float(meta.get("train_seconds", 0.0))
+        return model
+
+
+def _order(key: str) -> int:
+    return {"mean": 0, "var": 1}.get(key, 2)
+
+
+def _as_float_image(image: np.ndarray) -> np.ndarray:
+    from .io import validate_array
+
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy array, got {type(image).__name__}")
+    return validate_array(image, "array", allow_constant=True)
+
+
+def _pad_to_multiple(image: np.ndarray, div: int) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Reflect-pad the bottom/right to a multiple of ``div`` (so tiles need no inner padding)."""
+    pads = [(0, (-s) % div) for s in image.shape]
+    crop = tuple(slice(0, s) for s in image.shape)
+    if not any(p for _, p in pads):
+        return image, crop
+    mode = "reflect" if all(p < s for (_, p), s in zip(pads, image.shape, strict=True)) else "edge"
+    return np.pad(image, pads, mode=mode), crop
+
+
+def _probe_radius(network: nn.Module, div: int, size: int = 257) -> int:
+    """Receptive-field radius measured with autograd on an impulse probe."""
+    size = -(-size // div) * div
+    x = torch.zeros(1, 1, size, size, requires_grad=True)
+    was_training = network.training
+    network.eval()
+    out = network(x)
+    c = size // 2
+    out[0, 0, c, c].backward()
+    network.train(was_training)
+    nz = torch.nonzero(x.grad[0, 0].abs() > 0)
+    if nz.numel() == 0:
+        return 0
+    return int((nz - c).abs().max())
+
+
+def estimate_noise_model(slices: Sequence[np.ndarray], cfg: NoiseModelConfig) -> dict:
+    """The noise model in image units: given values, or estimated from the noisy data."""
+    from .noise import estimate_gaussian_sigma, estimate_poisson_gaussian
+
+    if cfg.kind == "poisson-gaussian":
+        a, b = cfg.a, cfg.b
+        if a is None or b is None:
+            fits = np.array([estimate_poisson_gaussian(s) for s in slices])
+            a = float(np.median(fits[:, 0])) if a is None else a
+            b = float(np.median(fits[:, 1])) if b is None else b
+        return {"kind": "poisson-gaussian", "a": float(a), "b": float(b)}
+    sigma = cfg.sigma
+    if sigma is None:
+        sigma = float(np.median([estimate_gaussian_sigma(s) for s in slices]))
+    return {"kind": "gaussian", "sigma": float(sigma)}
+
+
+def load_images_arg(images: object) -> list[tuple[str, np.ndarray]]:
+    """Accept an array, a list of arrays, or path(s); return (name, float32 array) pairs."""
+    from .io import read_images, validate_array
+
+    if isinstance(images, np.ndarray):
+        return [("array", validate_array(images, "array"))]
+    if isinstance(images, (str, Path)):
+        return [(str(p), a) for p, a in read_images(images)]
+    if isinstance(images, Sequence) and images and all(
+            isinstance(i, np.ndarray) for i in images):
+        return [(f"array[{i}]", validate_array(a, f"array[{i}]")) for i, a in enumerate(images)]
+    if isinstance(images, Sequence) and images and all(isinstance(i, (str, Path)) for i in images):
+        return [(str(p), a) for p, a in read_images(list(images))]
+    raise InputError("images must be an array, a list of arrays, or file/folder paths")

@@ -1,0 +1,110 @@
+"""Blind-spot network (Laine et al. 2019, "High-quality self-supervised deep image denoising").
+
+The network sees every pixel's neighbourhood but never the pixel itself, so it can be
+trained on noisy images with a plain reconstruction loss and no masking. It reuses the
+U-Net backbone with causal (``shift=True``) blocks: each branch only looks *up*.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from n2v_cascade.errors import InputError
+from n2v_cascade.models.blocks import init_weights, pad_to_multiple, shift_down
+from n2v_cascade.models.unet import UNetBackbone, check_input
+
+__all__ = ["BlindSpotNet"]
+
+
+class BlindSpotNet(nn.Module):
+    """Four-rotation blind-spot U-Net; 2-D only.
+
+    Each of the four rotations (0, 90, 180, 270 degrees) of the input goes through one
+    shared causal U-Net, whose receptive field is the half-plane above each pixel
+    including its own row. Shifting the features down by one more row makes it strictly
+    above. The four feature maps are rotated back, concatenated along channels and
+    combined by ``1 x 1`` convolutions, so every output sees up, down, left and right
+    but not the pixel itself: ``d out[i, j] / d in[i, j] == 0`` exactly.
+
+    Inputs of any size work: they are zero-padded to a multiple of ``2**depth``
+    (zeros carry no information, so the blind spot survives at the borders) and the
+    output is cropped back. Square inputs run the rotations as one batch (faster on
+    CPU), others one rotation at a time.
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Channels of input and output.
+    depth, width
+        U-Net depth (number of downsamplings) and top-level channels.
+    ndim
+        Must be 2; a 3-D blind spot would need six directions and is not implemented.
+
+    Raises
+    ------
+    InputError
+        For ``ndim != 2`` or invalid sizes (``InputError`` is a ``ValueError``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        depth: int = 3,
+        width: int = 32,
+        ndim: int = 2,
+    ) -> None:
+        super().__init__()
+        if ndim != 2:
+            raise InputError(f"BlindSpotNet is 2-D only (ndim=2), got ndim={ndim}")
+        if out_channels < 1:
+            raise InputError(f"out_channels must be >= 1, got {out_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.depth = depth
+        self.ndim = ndim
+        self.backbone = UNetBackbone(in_channels, depth, width, ndim=2, shift=True)
+        self.head = nn.Sequential(
+            nn.Conv2d(4 * width, 4 * width, 1),
+            nn.ReLU(),
+            nn.Conv2d(4 * width, width, 1),
+            nn.ReLU(),
+        )
+        self.out = nn.Conv2d(width, out_channels, 1)
+        init_weights(self.backbone)
+        init_weights(self.head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict each pixel from its surroundings: ``(B, C, Y, X) -> (B, out, Y, X)``."""
+        check_input(x, self.in_channels, 2)
+        padded, crop = pad_to_multiple(x, 2**self.depth, 2, mode="constant")
+        square = padded.shape[-1] == padded.shape[-2]
+        feats = self.rotated_features(padded, batched=square)[crop]
+        return self.out(self.head(feats))
+
+    def rotated_features(self, x: torch.Tensor, batched: bool) -> torch.Tensor:
+        """Run the four rotations through the causal backbone and undo the rotations.
+
+        Parameters
+        ----------
+        x
+            Input whose sizes are multiples of ``2**depth``.
+        batched
+            Stack the rotations along the batch axis (needs a square ``x``) instead of
+            looping over them.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, 4 * width, Y, X)`` features, each blind to its own pixel.
+        """
+        dims = (-2, -1)
+        if batched:
+            if x.shape[-1] != x.shape[-2]:
+                raise ValueError("batched rotations need a square input")
+            stacked = torch.cat([torch.rot90(x, k, dims) for k in range(4)], dim=0)
+            parts = shift_down(self.backbone(stacked)).chunk(4, dim=0)
+        else:
+            parts = tuple(shift_down(self.backbone(torch.rot90(x, k, dims))) for k in range(4))
+        return torch.cat([torch.rot90(p, -k, dims) for k, p in enumerate(parts)], dim=1)

@@ -1,0 +1,285 @@
+"""Tiled prediction: any image size in bounded memory, identical to whole-image prediction.
+
+The network is an opaque callable mapping a ``(B, 1, h, w)`` float32 tensor to a
+``(B, C_out, h, w)`` tensor. For a fully convolutional network with a finite receptive
+field of radius ``r``, an output pixel depends only on input pixels within ``r`` of it.
+So if tiles overlap by ``overlap >= r`` pixels on each side and only the central part of
+each tile is kept, the assembled result equals whole-image prediction up to float error.
+Nothing is blended or averaged across tiles: the kept regions partition the image.
+
+Tiles at the image border are shifted back to stay inside the image (never padded), so
+every tile along an axis has the same size and tiles can always be batched. At the image
+border no margin is needed because the border of the tile *is* the border of the image.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from n2v_cascade.errors import InputError
+
+__all__ = ["predict_stack", "predict_tiled", "tile_slices"]
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+SliceTriple = tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]
+
+
+def _per_axis(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    """Expand an int or a per-axis sequence to an ``ndim``-tuple of ints, validating type."""
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
+    if isinstance(value, int | np.integer):
+        return (int(value),) * ndim
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise InputError(
+            f"{name} must be an int or a sequence of {ndim} ints, got {value!r}"
+        ) from None
+    if len(values) != ndim or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values
+    ):
+        raise InputError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _axis_slices(length: int, tile: int, overlap: int, axis: int) -> list[tuple[slice, ...]]:
+    """1-D tiling of one axis: ``(input, keep-in-tile, destination)`` slices per tile.
+
+    Tiles start every ``tile - 2 * overlap`` pixels; the last one is shifted back to end
+    exactly at ``length``. A tile keeps ``[start + overlap, stop - overlap)`` except at the
+    image border, where it keeps up to the border. The last tile keeps from where the
+    previous one stopped, which is still at least ``overlap`` into it.
+    """
+    if length < 1:
+        raise InputError(f"image axis {axis} has size {length}; every axis needs size >= 1")
+    if tile < 1:
+        raise InputError(f"tile must be >= 1 on every axis, got {tile} on axis {axis}")
+    if overlap < 0:
+        raise InputError(f"overlap must be >= 0, got {overlap} on axis {axis}")
+    if tile >= length:
+        return [(slice(0, length), slice(0, length), slice(0, length))]
+    step = tile - 2 * overlap
+    if step < 1:
+        raise InputError(
+            f"tile ({tile}) must be > 2 * overlap ({2 * overlap}) on axis {axis} "
+            f"(image size {length})"
+        )
+    out: list[tuple[slice, ...]] = []
+    kept_to = 0  # everything before this index is already covered
+    start = 0
+    while start + tile < length:
+        stop = start + tile - overlap
+        out.append(
+            (slice(start, start + tile), slice(kept_to - start, stop - start), slice(kept_to, stop))
+        )
+        kept_to = stop
+        start += step
+    start = length - tile
+    out.append((slice(start, length), slice(kept_to - start, tile), slice(kept_to, length)))
+    return out
+
+
+def tile_slices(
+    shape: Sequence[int], tile: Sequence[int], overlap: Sequence[int]
+) -> list[SliceTriple]:
+    """Split an N-D image into overlapping tiles whose kept centres partition the image.
+
+    Parameters
+    ----------
+    shape
+        Image shape (any number of axes).
+    tile
+        Tile size per axis; clamped to the image size (a tile never exceeds the image).
+    overlap
+        Margin per axis discarded at each inner tile edge; should be at least the
+        receptive-field radius of the network for exact results.
+
+    Returns
+    -------
+    list of (input, keep, destination)
+        ``input`` indexes the image to cut the tile, ``keep`` indexes the tile's output
+        to select the valid centre, ``destination`` is where that centre goes in the
+        image. Every image pixel lies in exactly one destination region.
+
+    Raises
+    ------
+    InputError
+        On mismatched lengths, sizes < 1, negative overlap, or ``tile <= 2 * overlap``
+        on an axis that needs more than one tile.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    tiles = _per_axis(tile, ndim, "tile")
+    overlaps = _per_axis(overlap, ndim, "overlap")
+    per_axis = [
+        _axis_slices(n, t, o, axis)
+        for axis, (n, t, o) in enumerate(zip(shape, tiles, overlaps, strict=True))
+    ]
+    result: list[SliceTriple] = []
+    for combo in itertools.product(*per_axis):
+        src, keep, dst = zip(*combo, strict=True)
+        result.append((tuple(src), tuple(keep), tuple(dst)))
+    return result
+
+
+def _round_tile(tile: int, divisor: int) -> int:
+    """Round a tile size down to a multiple of ``divisor`` (never below ``divisor``)."""
+    if tile < divisor:
+        return tile
+    return tile - tile % divisor
+
+
+# The 8 elements of the dihedral group on the last two axes: (rotations k, flip).
+_D4 = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _forward(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Apply the augmentation: optional horizontal flip, then ``k`` quarter turns."""
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def _inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Undo :func:`_forward` on a network output (same transform, reversed)."""
+    if k:
+        y = torch.rot90(y, -k, dims=(-2, -1))
+    return torch.flip(y, dims=(-1,)) if flip else y
+
+
+def _run(fn: Predictor, batch: torch.Tensor) -> torch.Tensor:
+    """Call ``fn`` and check it returns ``(B, C_out, h, w)`` for a ``(B, 1, h, w)`` batch."""
+    out = fn(batch)
+    if (
+        not isinstance(out, torch.Tensor)
+        or out.ndim != 4
+        or out.shape[0] != batch.shape[0]
+        or out.shape[-2:] != batch.shape[-2:]
+    ):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model returned {got} for input {tuple(batch.shape)}; expected (B, C_out, h, w)"
+        )
+    return out.float()
+
+
+def _predict_batch(fn: Predictor, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Run one batch of tiles, averaging over the 8 dihedral transforms if ``tta``."""
+    if not tta:
+        return _run(fn, batch)
+    acc: torch.Tensor | None = None
+    for k, flip in _D4:
+        y = _inverse(_run(fn, _forward(batch, k, flip)), k, flip)
+        acc = y.clone() if acc is None else acc.add_(y)
+    assert acc is not None
+    return acc / len(_D4)
+
+
+def _batches(items: list[SliceTriple], size: int) -> Iterator[list[SliceTriple]]:
+    """Yield consecutive chunks of at most ``size`` tiles."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def predict_tiled(
+    fn: Predictor,
+    image: np.ndarray,
+    tile: int | Sequence[int] | None = 256,
+    overlap: int | Sequence[int] = 32,
+    batch_size: int = 4,
+    tta: bool = False,
+    progress: bool = False,
+    divisor: int = 1,
+) -> np.ndarray:
+    """Predict a 2-D image tile by tile, matching whole-image prediction.
+
+    Parameters
+    ----------
+    fn
+        Network: ``(B, 1, h, w)`` float32 tensor -> ``(B, C_out, h, w)`` tensor.
+    image
+        ``(Y, X)`` image, already normalised; converted to float32.
+    tile
+        Tile size (int or per-axis ``(ty, tx)``); ``None`` predicts the whole image at once.
+        Rounded down to a multiple of ``divisor`` and clamped to the image size.
+    overlap
+        Pixels discarded at each inner tile edge; use at least the receptive-field radius.
+    batch_size
+        Tiles run together per ``fn`` call (memory is O(image + batch_size tiles)).
+    tta
+        Average over the 8 rotations/flips of each tile batch (test-time augmentation).
+    progress
+        Show a tqdm progress bar over tiles.
+    divisor
+        Preferred tile-size multiple (e.g. ``2 ** depth`` for a U-Net).
+
+    Returns
+    -------
+    np.ndarray
+        float32 array of shape ``(C_out, Y, X)``.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise InputError(f"image must be 2-D (Y, X), got shape {image.shape}")
+    if image.size == 0:
+        raise InputError(f"image must not be empty, got shape {image.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise InputError(f"divisor must be an int >= 1, got {divisor!r}")
+    overlaps = _per_axis(overlap, 2, "overlap")
+    if min(overlaps) < 0:
+        raise InputError(f"overlap must be >= 0, got {overlap!r}")
+    if tile is None:
+        tiles = image.shape
+    else:
+        tiles = tuple(_round_tile(t, divisor) for t in _per_axis(tile, 2, "tile"))
+        if min(tiles) < 1:
+            raise InputError(f"tile must be >= 1, got {tile!r}")
+    slices = tile_slices(image.shape, tiles, overlaps)
+
+    out: np.ndarray | None = None
+    bar = tqdm(total=len(slices), desc="predict", unit="tile", disable=not progress)
+    try:
+        with torch.inference_mode():
+            for chunk in _batches(slices, batch_size):
+                batch = torch.from_numpy(np.stack([image[src] for src, _, _ in chunk]))
+                pred = _predict_batch(fn, batch[:, None], tta).cpu().numpy()
+                if out is None:
+                    out = np.empty((pred.shape[1], *image.shape), dtype=np.float32)
+                for i, (_, keep, dst) in enumerate(chunk):
+                    out[(slice(None), *dst)] = pred[(i, slice(None), *keep)]
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    assert out is not None
+    return out
+
+
+def predict_stack(fn: Predictor, stack: np.ndarray, **kwargs: object) -> np.ndarray:
+    """Predict each slice of a ``(S, Y, X)`` stack with :func:`predict_tiled`.
+
+    Returns ``(S, C_out, Y, X)`` float32; a single ``(Y, X)`` image gives ``(C_out, Y, X)``.
+    Slices are predicted independently (2-D network), with the same ``kwargs``.
+    """
+    stack = np.asarray(stack)
+    if stack.ndim == 2:
+        return predict_tiled(fn, stack, **kwargs)  # type: ignore[arg-type]
+    if stack.ndim != 3:
+        raise InputError(f"stack must be (S, Y, X) or (Y, X), got shape {stack.shape}")
+    if stack.shape[0] == 0:
+        raise InputError(f"stack must have at least one slice, got shape {stack.shape}")
+    out: np.ndarray | None = None
+    for s in range(stack.shape[0]):
+        pred = predict_tiled(fn, stack[s], **kwargs)  # type: ignore[arg-type]
+        if out is None:
+            out = np.empty((stack.shape[0], *pred.shape), dtype=np.float32)
+        out[s] = pred
+    assert out is not None
+    return out

@@ -1,0 +1,87 @@
+"""The training loop: learning, checkpoints, Ctrl-C and resume, divergence."""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from n2v_cascade import train as train_mod
+from n2v_cascade.errors import OutputExistsError, TrainingDivergedError
+from n2v_cascade.train import CHECKPOINT, TrainingInterrupted, train
+
+
+def _weights(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.network.state_dict().values()]
+
+
+def test_training_reduces_loss_and_is_reproducible(noisy_pair) -> None:
+    _, noisy = noisy_pair
+    cfg = tiny_config(epochs=6, steps_per_epoch=20, mask={"fraction": 0.05})
+    a = train(noisy, cfg, progress=False)
+    assert len(a.history) == 6
+    assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
+    assert a.history[-1]["val_loss"] is not None
+    b = train(noisy, cfg, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b), strict=True))
+
+
+def test_ctrl_c_writes_checkpoint_and_resume_is_bit_identical(noisy_pair, tmp_path,
+                                                              monkeypatch) -> None:
+    _, noisy = noisy_pair
+    cfg = tiny_config(epochs=3, steps_per_epoch=4)
+    straight = train(noisy, cfg, output_dir=tmp_path / "a", progress=False)
+
+    calls = {"n": 0}
+    original = train_mod._Loop._step
+
+    def step_then_ctrl_c(self):
+        loss = original(self)
+        calls["n"] += 1
+        if calls["n"] == 6:  # mid-way through epoch 2
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(train_mod._Loop, "_step", step_then_ctrl_c)
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 2.*--resume"):
+        train(noisy, cfg, output_dir=tmp_path / "b", progress=False)
+    assert (tmp_path / "b" / CHECKPOINT).exists()
+    assert not (tmp_path / "b" / "model.json").exists()
+    monkeypatch.setattr(train_mod._Loop, "_step", original)
+    resumed = train(noisy, cfg, output_dir=tmp_path / "b", resume=True, progress=False)
+    assert all(torch.equal(x, y)
+               for x, y in zip(_weights(straight), _weights(resumed), strict=True))
+    assert [h["train_loss"] for h in straight.history] == [
+        h["train_loss"] for h in resumed.history]
+
+
+def test_existing_output_is_refused(noisy_pair, tmp_path) -> None:
+    _, noisy = noisy_pair
+    cfg = tiny_config(epochs=1)
+    train(noisy, cfg, output_dir=tmp_path / "m", progress=False)
+    before = (tmp_path / "m" / "weights.pt").read_bytes()
+    with pytest.raises(OutputExistsError, match="--resume to continue or --overwrite"):
+        train(noisy, cfg, output_dir=tmp_path / "m", progress=False)
+    assert (tmp_path / "m" / "weights.pt").read_bytes() == before
+
+
+def test_divergence_stops_with_epoch_and_keeps_checkpoint(noisy_pair, tmp_path,
+                                                         monkeypatch) -> None:
+    _, noisy = noisy_pair
+    cfg = tiny_config(epochs=3, steps_per_epoch=3)
+    calls = {"n": 0}
+    original = train_mod._Loop._step
+
+    def nan_in_epoch_two(self):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 5 else original(self)
+
+    monkeypatch.setattr(train_mod._Loop, "_step", nan_in_epoch_two)
+    with pytest.raises(TrainingDivergedError, match="epoch 2.*learning-rate.*checkpoint kept"):
+        train(noisy, cfg, output_dir=tmp_path / "d", progress=False)
+    saved = torch.load(tmp_path / "d" / CHECKPOINT, weights_only=False)
+    assert saved["state"]["epoch"] == 1
+    assert all(np.isfinite(h["train_loss"]) for h in saved["state"]["history"])

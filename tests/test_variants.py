@@ -1,0 +1,126 @@
+"""The five variants: masking/loss contracts, probabilistic NLL and posterior, train-save-load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from n2v_cascade.model import Model
+from n2v_cascade.train import train
+from n2v_cascade.variants import REGISTRY, Probabilistic, get_variant, posterior_mean
+
+VARIANT_CONFIGS = {
+    "n2v": {},
+    "n2v2": {},
+    "structured": {},
+    "structured-line": {"variant": "structured", "mask": {"struct": "horizontal:3"}},
+    "blindspot": {},
+    "probabilistic": {},
+    "probabilistic-blindspot": {"variant": "probabilistic", "backbone": "blindspot"},
+}
+
+
+def _config(key: str, **kw):
+    values = {"variant": key, **VARIANT_CONFIGS[key]}
+    values.update(kw)
+    if "mask" not in values:
+        values["mask"] = {"fraction": 0.05}
+    return tiny_config(**values)
+
+
+def test_registry_has_every_variant() -> None:
+    assert set(REGISTRY) == {"n2v", "n2v2", "structured", "blindspot", "probabilistic"}
+
+
+@pytest.mark.parametrize("key", list(VARIANT_CONFIGS))
+def test_variant_trains_saves_reloads_and_predicts_identically(key, noisy_pair,
+                                                               tmp_path) -> None:
+    _, noisy = noisy_pair
+    cfg = _config(key, epochs=4, steps_per_epoch=8, learning_rate=3e-3, batch_size=8,
+                  val_fraction=0.25)
+    model = train(noisy, cfg, output_dir=tmp_path / key, progress=False)
+    losses = [h["val_loss"] for h in model.history]  # fixed validation masks: low variance
+    assert losses[-1] < losses[0], losses
+    loaded = Model.load(tmp_path / key)
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+    if get_variant(cfg).probabilistic:
+        mean, std = loaded.denoise(noisy, return_std=True)
+        assert std.shape == noisy.shape and np.all(std >= 0) and np.all(np.isfinite(std))
+        post, post_std = loaded.denoise(noisy, posterior=True, return_std=True)
+        assert post.shape == noisy.shape and np.all(post_std > 0)
+        assert loaded.noise["sigma"] > 0
+
+
+def test_masked_variants_score_only_masked_pixels() -> None:
+    x = torch.randn(2, 1, 16, 16)
+    gen = torch.Generator().manual_seed(0)
+    for key in ("n2v", "n2v2", "structured"):
+        variant = get_variant(_config(key))
+        inputs, target, mask = variant.training_batch(x, gen)
+        assert mask is not None and mask.any()
+        assert torch.equal(inputs[~mask], x[~mask])  # only masked pixels are replaced
+        assert not torch.equal(inputs[mask], x[mask])
+        out = target.clone()
+        out[mask] += 1.0  # errors only at masked pixels count
+        assert variant.loss(out, target, mask).item() == pytest.approx(1.0)
+    bs = get_variant(_config("blindspot"))
+    inputs, target, mask = bs.training_batch(x, gen)
+    assert mask is None and torch.equal(inputs, x)
+
+
+def test_structured_uses_grid_lattice() -> None:
+    variant = get_variant(_config("structured", mask={"stride": 4}))
+    mask = variant.make_mask(torch.Size([3, 1, 16, 16]), torch.Generator().manual_seed(0))
+    assert int(mask.sum()) == 3 * 16
+    for m in mask[:, 0]:
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        assert len(set((ys % 4).tolist())) == 1 and len(set((xs % 4).tolist())) == 1
+
+
+def test_nll_is_minimised_by_true_mean_and_variance() -> None:
+    variant = Probabilistic(_config("probabilistic"))
+    gen = torch.Generator().manual_seed(0)
+    target = 0.3 + 0.5 * torch.randn(1, 1, 128, 128, generator=gen)
+
+    def nll(mu: float, var: float) -> float:
+        out = torch.stack([torch.full_like(target[:, 0], mu),
+                           torch.full_like(target[:, 0], np.log(var))], 1)
+        return float(variant.loss(out, target, None))
+
+    best = nll(0.3, 0.25)
+    for mu, var in [(0.2, 0.25), (0.4, 0.25), (0.3, 0.15), (0.3, 0.4)]:
+        assert nll(mu, var) > best
+    mus = np.linspace(0.0, 0.6, 61)
+    vars_ = np.linspace(0.1, 0.5, 81)
+    grid = np.array([[nll(m, v) for v in vars_] for m in mus[::6]])
+    i, j = np.unravel_index(grid.argmin(), grid.shape)
+    assert abs(mus[::6][i] - float(target.mean())) < 0.07
+    assert abs(vars_[j] - float(target.var())) < 0.02
+
+
+def test_posterior_mean_closed_form() -> None:
+    # prior N(mu, p2) with p2 = s2 - n2; Gaussian likelihood -> precision-weighted average
+    mu, s2, n2, y = np.float64(2.0), np.float64(5.0), np.float64(1.0), np.float64(7.0)
+    mean, std = posterior_mean(np.array(mu), np.array(s2), np.array(y), np.array(n2))
+    p2 = s2 - n2
+    assert float(mean) == pytest.approx((mu / p2 + y / n2) / (1 / p2 + 1 / n2), rel=1e-6)
+    assert float(std) == pytest.approx(np.sqrt(1 / (1 / p2 + 1 / n2)), rel=1e-6)
+    # no signal variance left -> the prior mean; negligible noise -> the observation
+    mean, _ = posterior_mean(np.array(mu), np.array(1.0), np.array(y), np.array(1.0))
+    assert float(mean) == pytest.approx(mu, abs=1e-4)
+    mean, _ = posterior_mean(np.array(mu), np.array(5.0), np.array(y), np.array(1e-9))
+    assert float(mean) == pytest.approx(y, abs=1e-4)
+
+
+def test_posterior_beats_prior_on_toy_problem() -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.normal(0, 1, 100_000)
+    noisy = clean + rng.normal(0, 0.5, clean.shape)
+    # an oracle network: predicts N(0, 1 + 0.25) for the noisy value from "context"
+    post, _ = posterior_mean(np.zeros_like(noisy), np.full_like(noisy, 1.25), noisy,
+                             np.full_like(noisy, 0.25))
+    mse_post = np.mean((post - clean) ** 2)
+    assert mse_post == pytest.approx(0.2, rel=0.03)  # Bayes MSE = 1*0.25/1.25
+    assert mse_post < np.mean(clean ** 2)  # better than the prior mean (MSE 1)
