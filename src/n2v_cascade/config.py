@@ -52,10 +52,14 @@ class MaskConfig(_Strict):
 
 
 class NetworkConfig(_Strict):
-    """Size of the shared U-Net backbone (or its blind-spot form)."""
+    """Size of the shared U-Net backbone (or its blind-spot form).
+
+    Level ``k`` of the U-Net has ``width * growth**k`` channels.
+    """
 
     depth: int = Field(3, ge=1, le=6)
     width: int = Field(32, ge=1, le=512)
+    growth: float = Field(2.0, ge=1.0, le=4.0)
 
 
 class NoiseModelConfig(_Strict):

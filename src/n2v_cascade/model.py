@@ -20,6 +20,7 @@ from torch import nn
 from . import __version__
 from .config import NoiseModelConfig, TrainConfig, make_config
 from .errors import InputError, ModelError, OutputExistsError
+from .models import fast_layout
 from .normalize import Normalizer
 from .predict import predict_tiled
 from .variants import Variant, get_variant, posterior_mean
@@ -76,8 +77,10 @@ class Model:
         self.network.eval()
         variant = self.variant
 
+        self.network.to(memory_format=torch.channels_last)
+
         def fn(batch: torch.Tensor) -> torch.Tensor:
-            out = variant.estimate(self.network(batch))
+            out = variant.estimate(self.network(fast_layout(batch)))
             return torch.cat([out[k] for k in sorted(out, key=_order)], dim=1)
 
         out = predict_tiled(fn, padded, tile=tile, overlap=overlap, batch_size=batch_size,

@@ -47,9 +47,10 @@ class Variant:
         """The shared backbone, sized by the config, with this variant's head."""
         net = self.config.network
         if self.config.resolved_backbone == "blindspot":
-            return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim)
+            return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
+                                ndim=ndim, growth=net.growth)
         return UNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim,
-                    **self._unet_options())
+                    growth=net.growth, **self._unet_options())
 
     def _unet_options(self) -> dict:
         return {}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import inspect
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from n2v_cascade.errors import InputError
 from n2v_cascade.models.blindspot import BlindSpotNet
 from n2v_cascade.models.unet import UNet
 
-__all__ = ["BlindSpotNet", "UNet", "build_network", "count_parameters"]
+__all__ = ["BlindSpotNet", "UNet", "build_network", "count_parameters", "fast_layout"]
 
 _NETWORKS: dict[str, type[nn.Module]] = {"unet": UNet, "blindspot": BlindSpotNet}
 
@@ -46,3 +47,10 @@ def build_network(kind: Literal["unet", "blindspot"], **kwargs: Any) -> nn.Modul
             f"network {kind!r} does not take option(s) {unknown}; valid: {sorted(accepted)}"
         )
     return cls(**kwargs)
+
+
+def fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last layout for 2-D batches (faster CPU convolutions); 3-D left as is."""
+    if x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x

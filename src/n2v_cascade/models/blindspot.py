@@ -54,6 +54,7 @@ class BlindSpotNet(nn.Module):
         depth: int = 3,
         width: int = 32,
         ndim: int = 2,
+        growth: float = 2.0,
     ) -> None:
         super().__init__()
         if ndim != 2:
@@ -64,7 +65,7 @@ class BlindSpotNet(nn.Module):
         self.out_channels = out_channels
         self.depth = depth
         self.ndim = ndim
-        self.backbone = UNetBackbone(in_channels, depth, width, ndim=2, shift=True)
+        self.backbone = UNetBackbone(in_channels, depth, width, ndim=2, shift=True, growth=growth)
         self.head = nn.Sequential(
             nn.Conv2d(4 * width, 4 * width, 1),
             nn.ReLU(),

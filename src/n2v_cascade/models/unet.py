@@ -54,6 +54,9 @@ class UNetBackbone(nn.Module):
         it carries the high-frequency checkerboard artefacts.
     shift
         Build causal blocks (blind-spot network, 2-D only).
+    growth
+        Channel multiplier from one level to the next (2 = the classic U-Net; 1 keeps
+        every level at ``width`` channels, about 3x fewer FLOPs for the same top width).
     """
 
     def __init__(
@@ -65,13 +68,16 @@ class UNetBackbone(nn.Module):
         blurpool: bool = False,
         top_skip: bool = True,
         shift: bool = False,
+        growth: float = 2.0,
     ) -> None:
         super().__init__()
         check_backbone_args(in_channels, depth, width, ndim)
+        if growth <= 0:
+            raise InputError(f"growth must be > 0, got {growth}")
         self.depth = depth
         self.top_skip = top_skip
         self.out_channels = width
-        chans = [width * 2**k for k in range(depth + 1)]
+        chans = [max(1, round(width * growth**k)) for k in range(depth + 1)]
         self.inc = ConvBlock(in_channels, chans[0], ndim, shift)
         self.downs = nn.ModuleList(
             Down(chans[k], ndim, shift=shift, blurpool=blurpool) for k in range(depth)
@@ -116,7 +122,7 @@ class UNet(nn.Module):
     depth
         Number of downsamplings (encoder/decoder blocks below the top level).
     width
-        Channels at the top level; level ``k`` has ``width * 2**k``.
+        Channels at the top level; level ``k`` has ``width * growth**k``.
     ndim
         2 for ``(B, C, Y, X)`` images, 3 for ``(B, C, Z, Y, X)`` volumes.
     blurpool, top_skip
@@ -136,6 +142,7 @@ class UNet(nn.Module):
         blurpool: bool = False,
         top_skip: bool = True,
         residual: bool = False,
+        growth: float = 2.0,
     ) -> None:
         super().__init__()
         if out_channels < 1:
@@ -148,7 +155,7 @@ class UNet(nn.Module):
         self.ndim = ndim
         self.residual = residual
         self.backbone = UNetBackbone(
-            in_channels, depth, width, ndim, blurpool=blurpool, top_skip=top_skip
+            in_channels, depth, width, ndim, blurpool=blurpool, top_skip=top_skip, growth=growth
         )
         self.head = conv_class(ndim)(width, out_channels, 1)
         init_weights(self.backbone)
