@@ -9,6 +9,7 @@ without it is an incomplete save and is refused on load.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,6 +110,11 @@ class Model:
                     f"uncertainty need --variant probabilistic")
             return est["mean"]
         noise_var = self.noise_variance(est["mean"])
+        if posterior and self.config.resolved_backbone != "blindspot":
+            warnings.warn(
+                "posterior mean with a masked U-Net backbone: the network saw each pixel at "
+                "prediction time, so the observation is counted twice; train with "
+                "--backbone blindspot for an exact posterior", UserWarning, stacklevel=2)
         if posterior:
             mean, std = posterior_mean(est["mean"], est["var"], image, noise_var)
         else:
