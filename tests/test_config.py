@@ -51,6 +51,8 @@ def test_yaml_round_trip_and_update(tmp_path) -> None:
     assert load_config(path) == cfg
     changed = update_config(cfg, network={"depth": 2})
     assert changed.network.width == 8 and changed.network.depth == 2
+    assert update_config(make_config(), variant="structured").mask.pattern == "grid"
+    assert update_config(make_config(), variant="n2v2").mask.replacement == "median"
 
 
 def test_bad_yaml_files(tmp_path) -> None:

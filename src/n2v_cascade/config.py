@@ -138,8 +138,12 @@ def make_config(source: str = "config", **values: Any) -> TrainConfig:
 
 
 def update_config(config: TrainConfig, source: str = "options", **changes: Any) -> TrainConfig:
-    """Return a copy with nested changes applied (``mask={...}`` merges), validated."""
-    data = config.model_dump()
+    """Return a copy with nested changes applied (``mask={...}`` merges), validated.
+
+    Only fields that were set (explicitly or by a variant default) are carried over, so
+    changing ``variant`` still brings that variant's own defaults.
+    """
+    data = config.model_dump(exclude_unset=True)
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key].update(value)
