@@ -5,6 +5,8 @@ One bad file never stops the others; the caller learns which ones failed.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,9 +19,12 @@ from .io import IMAGE_SUFFIXES, list_images, read_image, write_image
 def output_paths(inputs: Sequence[Path], output: Path, suffix: str = "_denoised") -> list[Path]:
     """Where each input's result goes: ``output`` itself for one input named ``*.tif``,
     otherwise ``output/<stem><suffix>.tif``."""
-    if len(inputs) == 1 and output.suffix.lower() in (".tif", ".tiff"):
+    kind = output.suffix.lower()
+    if len(inputs) == 1 and kind in (".tif", ".tiff"):
         return [output]
-    if output.suffix.lower() in IMAGE_SUFFIXES:
+    if len(inputs) == 1 and kind in IMAGE_SUFFIXES:
+        raise InputError(f"{output}: unsupported output type '{kind}' (denoise writes .tif)")
+    if kind in IMAGE_SUFFIXES:
         raise InputError(f"{output}: several inputs need an output folder, not a file name")
     paths = [output / f"{p.stem}{suffix}.tif" for p in inputs]
     if len(set(paths)) != len(paths):
@@ -38,21 +43,30 @@ def denoise_files(
     """Denoise every image under ``sources``; return (file, problem) for each failure.
 
     Outputs that already exist are refused up front (before any work) unless
-    ``overwrite``; the inputs themselves are never written to.
+    ``overwrite``; the inputs themselves are never written to. Per-file errors go to
+    stderr as one ``error:`` line each, so a batch log lists exactly what failed.
     """
+    if (posterior or uncertainty) and not model.variant.probabilistic:
+        raise InputError(f"--posterior/--uncertainty: variant {model.config.variant!r} predicts "
+                         f"no variance; train with --variant probabilistic")
     inputs: list[Path] = []
     for src in sources:
         inputs.extend(list_images(src))
     outs = output_paths(inputs, Path(output))
     protect = [p.resolve() for p in inputs]
     targets = [(o, _sibling(o, "std") if uncertainty else None) for o in outs]
+    for path in (p for pair in targets for p in pair if p is not None):
+        if path.resolve() in protect or (  # same path, or a hard link to an input
+                path.is_file() and any(os.path.samefile(path, i) for i in inputs)):
+            raise InputError(f"{path}: is an input file; refusing to overwrite it")
     if not overwrite:
         existing = [str(p) for pair in targets for p in pair if p is not None and p.exists()]
         if existing:
             raise OutputExistsError(
                 f"{existing[0]}: output exists ({len(existing)} in all); use --overwrite")
     failed: list[tuple[Path, str]] = []
-    for src, (out, std_out) in tqdm(list(zip(inputs, targets, strict=True)), disable=not progress,
+    quiet = not progress or len(inputs) < 2  # a bar over one image says nothing
+    for src, (out, std_out) in tqdm(list(zip(inputs, targets, strict=True)), disable=quiet,
                                     desc="denoising", unit="image"):
         try:
             image = read_image(src)
@@ -66,10 +80,10 @@ def denoise_files(
                 write_image(std_out, std, overwrite=overwrite, protect=protect)
         except N2VError as exc:
             failed.append((src, str(exc)))
-            tqdm.write(f"error: {exc}")
+            tqdm.write(f"error: {exc}", file=sys.stderr)
             continue
         tqdm.write(f"{src} -> {out}" + (f" (+ {std_out.name})" if std_out else ""))
-    if failed:
-        tqdm.write(f"{len(failed)} of {len(inputs)} image(s) failed: "
-                   + ", ".join(p.name for p, _ in failed))
+    if failed and len(inputs) > 1:
+        tqdm.write(f"error: {len(failed)} of {len(inputs)} image(s) failed: "
+                   + ", ".join(str(p) for p, _ in failed), file=sys.stderr)
     return failed

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .errors import InputError, N2VError
+from .errors import InputError, N2VError, OutputExistsError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,10 +24,19 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def _config_from_options(config_file: Path | None, **opts):
-    """Merge a YAML config (if any) with the command-line options that were given."""
-    from .config import TrainConfig, load_config, update_config
+    """Merge a YAML config (if any) with the command-line options that were given.
 
-    base = load_config(config_file) if config_file else TrainConfig()
+    Only values the user set (in the file or as options) are passed on, so variant
+    defaults still apply: ``--variant n2v2`` gets median replacement, ``structured`` a grid.
+    """
+    import yaml
+
+    from .config import load_config, make_config
+
+    base: dict = {}
+    if config_file:
+        load_config(config_file)  # errors in the file alone name the file
+        base = yaml.safe_load(config_file.read_text())
     changes: dict = {}
     nested = {"mask": {}, "network": {}, "noise_model": {}}
     masks = opts.pop("mask") or []
@@ -51,7 +60,31 @@ def _config_from_options(config_file: Path | None, **opts):
         else:
             changes[key] = value
     changes.update({k: v for k, v in nested.items() if v})
-    return update_config(base, source="options", **changes)
+    for key, value in changes.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = {**base[key], **value} if both else value
+    try:
+        return make_config("options", **base)
+    except InputError as exc:
+        raise InputError(_option_names(str(exc))) from None
+
+
+# Config fields whose command-line option is not simply ``--field-name``.
+_FLAGS = {"network.depth": "--depth", "network.width": "--width", "mask": "--mask",
+          "mask.struct": "--mask", "mask.struct_kernel": "--mask-file",
+          "mask.fraction": "--mask-fraction", "mask.stride": "--mask-stride",
+          "noise_model.kind": "--noise-model", "noise_model.sigma": "--sigma"}
+
+
+def _option_names(message: str) -> str:
+    """Name the offending command-line options (``--depth``) instead of config fields."""
+    head, sep, tail = message.partition("invalid configuration: ")
+    parts = []
+    for part in tail.split("; ") if sep else []:
+        loc, colon, text = part.partition(": ")
+        flag = _FLAGS.get(loc, "--" + loc.replace("_", "-") if "." not in loc else loc)
+        parts.append(f"{flag}: {text}" if colon and loc != "config" else part)
+    return head + sep + "; ".join(parts) if sep else message
 
 
 def _load_mask_file(path: Path) -> list[list[bool]]:
@@ -127,6 +160,10 @@ def denoise(
     from .batch import denoise_files
     from .model import Model
 
+    for name, value, low in (("--tile", tile, 0), ("--batch-size", batch_size, 1),
+                             ("--overlap", overlap, 0)):
+        if value is not None and value < low:
+            raise InputError(f"{name}: must be >= {low}, got {value}")
     net = Model.load(model)
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,
@@ -150,6 +187,13 @@ def evaluate(
     from .metrics import default_data_range, format_table, write_metrics
     from .metrics import evaluate as evaluate_fn
 
+    for out in (json_out, csv_out):  # check every output before any work or write
+        if out is not None and out.suffix.lower() not in (".json", ".csv"):
+            raise InputError(f"{out}: metrics file must end in .json or .csv")
+        if out is not None and out.exists() and not overwrite:
+            raise OutputExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    if data_range is not None and not 0 < data_range < float("inf"):
+        raise InputError(f"--data-range: must be a positive number, got {data_range}")
     ref = read_image(reference, allow_constant=True)
     rng = data_range if data_range is not None else default_data_range(ref)
     rows = []
@@ -175,32 +219,69 @@ def add_noise(
     from .noise import add_noise as add_noise_fn
     from .noise import parse_noise_spec
 
-    spec = parse_noise_spec(noise)
-    clean = read_image(image)
-    write_image(output, add_noise_fn(clean, spec, seed=seed), overwrite=overwrite,
-                protect=[image])
+    try:
+        spec = parse_noise_spec(noise)
+    except InputError as exc:
+        raise InputError(f"--noise: {exc}") from None
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
+    clean = read_image(image, allow_constant=True)  # a flat field is a fine clean image
+    try:
+        noisy = add_noise_fn(clean, spec, seed=seed)
+    except InputError as exc:
+        raise InputError(f"{image}: {exc}") from None
+    write_image(output, noisy, overwrite=overwrite, protect=[image])
     typer.echo(f"wrote {output} ({spec}, seed {seed})")
 
 
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo outputs.")] = Path("demo-output"),
-    epochs: Annotated[int, typer.Option(help="Training epochs (short by default).")] = 10,
+    epochs: Annotated[int, typer.Option(help="Epochs of stage 1, Structured N2V (short by default).")] = 10,
+    retrain_epochs: Annotated[int, typer.Option(help="Epochs of stage 2, Probabilistic N2V retrained on stage 1's output.")] = 5,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Run the bundled demo: noisy skimage cell image -> N2V -> denoised, figure, metrics."""
+    """Run the bundled demo: noisy skimage cell image -> Structured -> Probabilistic cascade."""
     from .demo import run_demo
 
-    run_demo(output, epochs=epochs, overwrite=overwrite, progress=not quiet)
+    run_demo(output, epochs=epochs, retrain_epochs=retrain_epochs, overwrite=overwrite,
+             progress=not quiet)
+
+
+from .cli_cascade import cascade, reproduce  # noqa: E402  (commands kept in their own module)
+
+app.command()(cascade)
+app.command()(reproduce)
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """click's usage-error base classes (newer typer vendors click as ``typer._click``)."""
+    types: list[type[BaseException]] = [getattr(typer, "TyperException", N2VError)]
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """Print a warning as one ``warning: ...`` line (no source location, no code line)."""
+    typer.echo(f"warning: {str(message).strip()}", err=True)
 
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
+    import warnings
+
     from .train import TrainingInterrupted
 
     try:
-        app(standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = app(standalone_mode=False)
     except TrainingInterrupted as exc:
         typer.echo(f"stopped: {exc}", err=True)
         sys.exit(130)
@@ -215,13 +296,22 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:  # click usage errors: unknown option, bad value, missing argument
+        if not isinstance(exc, _usage_errors()):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # plain `n2v-cascade`: print the help
             sys.exit(2)
-        raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        text = " ".join(exc.format_message().split())
+        typer.echo(f"error: {text}{hint}", err=True)
+        sys.exit(2)
+    # in non-standalone mode click returns the code of typer.Exit / Ctrl-C instead of raising
+    if isinstance(code, int) and code:
+        if code == 130:
+            typer.echo("interrupted", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

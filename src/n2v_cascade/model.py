@@ -53,7 +53,12 @@ class Model:
     def receptive_radius(self) -> int:
         """How far (pixels) the network looks; tiles overlap by this much."""
         if self._radius is None:
-            self._radius = _probe_radius(self.network, 2 ** self.config.network.depth)
+            # Probed on a one-channel-wide twin: same kernels and strides, tiny activations.
+            narrow = self.config.network.model_copy(update={"width": 1})
+            with torch.random.fork_rng(devices=[]):  # its initial weights are not used
+                twin = get_variant(self.config.model_copy(update={"network": narrow}))
+                net = twin.build_network()
+            self._radius = _probe_radius(net, 2 ** self.config.network.depth)
         return self._radius
 
     def predict(
@@ -73,8 +78,10 @@ class Model:
         overlap = self.receptive_radius() if overlap is None else overlap
         padded, crop = _pad_to_multiple(self.normalizer.apply(image), div)
         if tile is not None:
-            tile = max(div, -(-tile // div) * div)
-            overlap = min(-(-overlap // div) * div, max(0, (tile - div) // 2))
+            # Tiles of at least 4x the overlap: exact, and at least a quarter of each is kept
+            # (a tile barely above 2x the overlap would be exact but mostly wasted work).
+            overlap = -(-overlap // div) * div
+            tile = max(-(-tile // div) * div, 4 * overlap, div)
         self.network.eval()
         variant = self.variant
 
@@ -218,20 +225,32 @@ def _pad_to_multiple(image: np.ndarray, div: int) -> tuple[np.ndarray, tuple[sli
     return np.pad(image, pads, mode=mode), crop
 
 
-def _probe_radius(network: nn.Module, div: int, size: int = 257) -> int:
-    """Receptive-field radius measured with autograd on an impulse probe."""
-    size = -(-size // div) * div
-    x = torch.zeros(1, 1, size, size, requires_grad=True)
-    was_training = network.training
-    network.eval()
-    out = network(x)
-    c = size // 2
-    out[0, 0, c, c].backward()
-    network.train(was_training)
-    nz = torch.nonzero(x.grad[0, 0].abs() > 0)
-    if nz.numel() == 0:
-        return 0
-    return int((nz - c).abs().max())
+def _probe_radius(network: nn.Module, div: int, size: int | None = None) -> int:
+    """Receptive-field radius: how far input pixels reach in the output (a safe bound).
+
+    All weights are set to ``1 / fan_in`` and biases to zero, so no ReLU is ever off and
+    no paths cancel: the output is non-zero exactly where the input can reach (a gradient
+    at a real input misses pixels behind inactive ReLUs). The input is a ``div x div``
+    block, because with strided layers the reach depends on the position modulo ``div``;
+    the bound is exact up to ``div - 1``. The probe grows until the reach stays clear of
+    its border (the first size fits every backbone here). ``network`` is overwritten: pass
+    a throw-away copy.
+    """
+    size = 40 * div if size is None else size
+    with torch.no_grad():
+        for param in network.parameters():
+            param.fill_(1.0 / param[0].numel() if param.ndim > 1 else 0.0)
+        network.eval()
+        while True:
+            size = -(-size // (2 * div)) * 2 * div
+            lo, hi = size // 2 - div, size // 2 - 1  # a whole period, aligned with the strides
+            x = torch.zeros(1, 1, size, size)
+            x[0, 0, lo: hi + 1, lo: hi + 1] = 1.0
+            reach = torch.nonzero(network(x)[0].abs().sum(0) > 0)
+            radius = int(torch.maximum(hi - reach, reach - lo).max()) if reach.numel() else 0
+            if radius < lo or size >= 8192:
+                return radius
+            size *= 2
 
 
 def estimate_noise_model(slices: Sequence[np.ndarray], cfg: NoiseModelConfig) -> dict:

@@ -13,6 +13,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def train(
     named = load_images_arg(images)
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = _prepare_output(out, resume, overwrite)
+    resume = resume and ckpt_path is not None and ckpt_path.exists()
 
     raw = as_slices([arr for _, arr in named])
     names = [name for name, arr in named for _ in range(1 if arr.ndim == 2 else arr.shape[0])]
@@ -75,13 +77,14 @@ def train(
     steps = config.steps_per_epoch or default_steps_per_epoch(
         sampler.n_pixels, config.patch_size, config.batch_size)
     noise = estimate_noise_model(raw, config.noise_model) if variant.probabilistic else None
+    _claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
 
     torch.manual_seed(config.seed)
     network = variant.build_network()
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
-    if resume and ckpt_path is not None and ckpt_path.exists():
+    if resume:
         state = _load_checkpoint(ckpt_path, config, network, optimizer, generator)
 
     model = Model(network, config, normalizer, noise=noise, history=state["history"])
@@ -204,6 +207,11 @@ def _validation_batches(val: Sequence[np.ndarray], variant, seed: int) -> list:
 
 
 def _prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | None:
+    """Check the output folder and return the checkpoint path; nothing is written yet.
+
+    ``resume`` without a checkpoint (e.g. killed before the first epoch ended) starts
+    from scratch with a warning, unless a finished model is there (needs ``overwrite``).
+    """
     if out is None:
         if resume:
             raise InputError("resume needs an output folder holding a checkpoint")
@@ -211,19 +219,37 @@ def _prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | N
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: output path exists and is not a folder")
     ckpt = out / CHECKPOINT
-    if resume:
-        if not ckpt.exists():
-            raise InputError(f"{out}: no {CHECKPOINT} to resume from")
+    if resume and ckpt.exists():
         return ckpt
     busy = [p.name for p in (ckpt, out / "model.json") if p.exists()]
+    if busy and resume and not overwrite:
+        raise OutputExistsError(f"{out}: holds a finished model but no {CHECKPOINT} to resume "
+                                f"from; use --overwrite to train again")
     if busy and not overwrite:
         raise OutputExistsError(
             f"{out}: already holds {', '.join(busy)}; use --resume to continue or "
             f"--overwrite to start over")
-    if overwrite and ckpt.exists():
+    if resume:
+        warnings.warn(f"{out}: no {CHECKPOINT} to resume from; starting from scratch",
+                      UserWarning, stacklevel=3)
+    return ckpt
+
+
+def _claim_output(out: Path | None, fresh: bool) -> None:
+    """Create the output folder; drop stale temporary files and (``fresh``) the checkpoint.
+
+    Temporary files (hidden ``.name.tmp-*``) are what a killed write leaves behind; they
+    are never read, so removing them is always safe.
+    """
+    if out is None:
+        return
+    ckpt = out / CHECKPOINT
+    if fresh and ckpt.exists():
         ckpt.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    return ckpt
+    for stale in out.glob(".*.tmp-*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator) -> dict:

@@ -8,7 +8,8 @@ only on inputs at rows ``<= r``. The causal variant is 2-D only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,35 @@ __all__ = [
     "MaxBlurPool",
     "Up",
     "conv_class",
+    "fused_causal",
+    "inference_chunks",
     "init_weights",
     "pad_to_multiple",
     "shift_down",
 ]
+
+# Without autograd, large batches are run this many pixels per sample-chunk at a time:
+# the output is the same, the peak memory of the activations is bounded (tiled prediction
+# of a 512 x 512 tile batch would otherwise hold several GB of feature maps).
+INFERENCE_CHUNK_PIXELS = 2**18
+
+_FUSED = {"causal": True}
+
+
+@contextlib.contextmanager
+def fused_causal(enabled: bool) -> Iterator[None]:
+    """Switch the fused causal convolution on or off (off = the plain pad-then-convolve form).
+
+    Both compute the same function; the plain form is the reference for equivalence tests
+    and for counting the architecture's FLOPs without the fused form's extra top-row
+    convolution.
+    """
+    previous = _FUSED["causal"]
+    _FUSED["causal"] = enabled
+    try:
+        yield
+    finally:
+        _FUSED["causal"] = previous
 
 
 def _check_ndim(ndim: int, shift: bool = False) -> None:
@@ -50,6 +76,19 @@ def shift_down(x: torch.Tensor, rows: int = 1) -> torch.Tensor:
     if rows <= 0:
         return x
     return F.pad(x, (0, 0, rows, 0))[..., : x.shape[-2], :]
+
+
+def inference_chunks(x: torch.Tensor) -> list[torch.Tensor] | None:
+    """Split a batch into sample chunks for memory-bounded inference, or ``None`` to keep it.
+
+    Only without autograd (prediction) and only when a chunk of at most
+    :data:`INFERENCE_CHUNK_PIXELS` pixels per channel holds fewer samples than the batch.
+    """
+    if torch.is_grad_enabled() or x.shape[0] < 2:
+        return None
+    per_sample = max(1, x[0, 0].numel())
+    size = max(1, INFERENCE_CHUNK_PIXELS // per_sample)
+    return None if size >= x.shape[0] else list(x.split(size))
 
 
 def pad_to_multiple(
@@ -92,14 +131,91 @@ def pad_to_multiple(
     return F.pad(x, pads, mode=mode), index
 
 
-class Conv(nn.Module):
-    """A ``k x k`` convolution with "same" padding, optionally causal (shifted).
+def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution runs in: the autocast dtype if autocast is on, else the inputs'."""
+    kind = x.device.type
+    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return torch.result_type(x, weight)
 
-    With ``shift=True`` the input is padded by ``k - 1`` zero rows at the top and none at
-    the bottom: this equals ordinary padding followed by shifting the output down by
-    ``k // 2`` rows, so output row ``r`` only sees input rows ``r - k + 1 .. r``. With
-    ``stride=2`` the output has ``ceil(size / 2)`` rows/columns in both modes and row ``R``
-    only sees input rows ``<= 2R`` (a causal strided convolution).
+
+class _CausalConvReLU(torch.autograd.Function):
+    """``relu(causal_conv(x))`` for a stride-1 ``k x k`` kernel, without padded copies.
+
+    Output row ``r`` must see input rows ``r - k + 1 .. r`` (zeros above the image). For
+    ``r >= h`` (``h = k // 2``) that is row ``r - h`` of the ordinary "same" convolution, so
+    the same convolution is computed once and its rows are moved down by ``h`` during the
+    ReLU, which has to read and write every element anyway. The ``h`` top rows are a
+    tiny separate convolution. The backward mirrors this, so no full-size tensor is
+    padded, cropped or accumulated.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):  # noqa: D102
+        dtype = _compute_dtype(x, weight)
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(dtype)
+            w = weight.to(dtype)
+            b = bias.to(dtype) if bias is not None else None
+            kh, kw = w.shape[-2:]
+            h, pw = kh // 2, kw // 2
+            y = F.conv2d(x, w, b, padding=(h, pw))
+            top = F.conv2d(_top_rows(x, kh, pw), w, b)
+            out = torch.empty_like(y)
+            torch.clamp_min(y[:, :, : y.shape[2] - h], 0, out=out[:, :, h:])
+            torch.clamp_min(top, 0, out=out[:, :, :h])
+        ctx.save_for_backward(x, w, out)
+        ctx.has_bias = bias is not None
+        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        x, w, out = ctx.saved_tensors
+        kh, kw = w.shape[-2:]
+        h, pw = kh // 2, kw // 2
+        rows = out.shape[2]
+        grad = grad.to(out.dtype)
+        g_main = torch.empty_like(out)
+        g_main[:, :, rows - h:].zero_()
+        torch.ops.aten.threshold_backward.grad_input(
+            grad[:, :, h:], out[:, :, h:], 0, grad_input=g_main[:, :, : rows - h]
+        )
+        g_top = torch.ops.aten.threshold_backward(grad[:, :, :h], out[:, :, :h], 0)
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], need[2] and ctx.has_bias]
+        bias_sizes = [w.shape[0]] if ctx.has_bias else None
+        conv_bwd = torch.ops.aten.convolution_backward
+        gx, gw, gb = conv_bwd(g_main, x, w, bias_sizes, [1, 1], [h, pw], [1, 1], False,
+                              [0, 0], 1, mask)
+        top_x = _top_rows(x, kh, pw)
+        tx, tw, tb = conv_bwd(g_top, top_x, w, bias_sizes, [1, 1], [0, 0], [1, 1], False,
+                              [0, 0], 1, [need[0], mask[1], mask[2]])
+        if gx is not None:
+            gx[:, :, :h] += tx[:, :, kh - 1:, pw: tx.shape[3] - pw]
+        if gw is not None:
+            gw = (gw + tw).to(ctx.dtypes[0])
+        if gb is not None:
+            gb = (gb + tb).to(ctx.dtypes[1])
+        return gx, gw, gb
+
+
+def _top_rows(x: torch.Tensor, kh: int, pw: int) -> torch.Tensor:
+    """The first ``kh // 2`` rows of ``x``, zero-padded as the causal convolution sees them."""
+    return F.pad(x[:, :, : kh // 2], (pw, pw, kh - 1, 0))
+
+
+class Conv(nn.Module):
+    """A ``k x k`` convolution with "same" padding, optionally causal (shifted) and ReLU'd.
+
+    With ``shift=True`` the input is (in effect) padded by ``k - 1`` zero rows at the top
+    and none at the bottom: this equals ordinary padding followed by shifting the output
+    down by ``k // 2`` rows, so output row ``r`` only sees input rows ``r - k + 1 .. r``.
+    With ``stride=2`` the output has ``ceil(size / 2)`` rows/columns in both modes and row
+    ``R`` only sees input rows ``<= 2R`` (a causal strided convolution). ``relu=True``
+    applies a ReLU; for the stride-1 causal case it is fused with the shift (see
+    :class:`_CausalConvReLU`), which avoids padded copies of the feature maps.
     """
 
     def __init__(
@@ -110,22 +226,28 @@ class Conv(nn.Module):
         stride: int = 1,
         ndim: int = 2,
         shift: bool = False,
+        relu: bool = False,
     ) -> None:
         super().__init__()
         _check_ndim(ndim, shift)
         self.shift = shift
+        self.relu = relu
         half = kernel_size // 2
         self.conv = conv_class(ndim)(
             in_channels, out_channels, kernel_size, stride=stride, padding=0 if shift else half
         )
         # (left, right, top, bottom) for the causal variant.
         self._causal_pad = (half, half, kernel_size - 1, 0)
+        self._fused = shift and relu and stride == 1 and kernel_size > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the convolution."""
+        """Apply the convolution (and the ReLU if asked for)."""
+        if self._fused and _FUSED["causal"]:
+            return _CausalConvReLU.apply(x, self.conv.weight, self.conv.bias)
         if self.shift and any(self._causal_pad):
             x = F.pad(x, self._causal_pad)
-        return self.conv(x)
+        y = self.conv(x)
+        return F.relu(y, inplace=True) if self.relu else y
 
 
 class ConvBlock(nn.Module):
@@ -135,12 +257,12 @@ class ConvBlock(nn.Module):
         self, in_channels: int, out_channels: int, ndim: int = 2, shift: bool = False
     ) -> None:
         super().__init__()
-        self.conv1 = Conv(in_channels, out_channels, 3, ndim=ndim, shift=shift)
-        self.conv2 = Conv(out_channels, out_channels, 3, ndim=ndim, shift=shift)
+        self.conv1 = Conv(in_channels, out_channels, 3, ndim=ndim, shift=shift, relu=True)
+        self.conv2 = Conv(out_channels, out_channels, 3, ndim=ndim, shift=shift, relu=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply conv-ReLU-conv-ReLU."""
-        return F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.conv2(self.conv1(x))
 
 
 class MaxBlurPool(nn.Module):
@@ -192,11 +314,11 @@ class Down(nn.Module):
             raise ValueError("blurpool is not supported in shifted (blind-spot) blocks")
         self.pool: nn.Module = MaxBlurPool(channels, ndim) if blurpool else nn.Identity()
         stride = 1 if blurpool else 2
-        self.conv = Conv(channels, channels, 3, stride=stride, ndim=ndim, shift=shift)
+        self.conv = Conv(channels, channels, 3, stride=stride, ndim=ndim, shift=shift, relu=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Halve every spatial size (rounding up)."""
-        return F.relu(self.conv(self.pool(x)))
+        return self.conv(self.pool(x))
 
 
 class Up(nn.Module):
@@ -214,7 +336,7 @@ class Up(nn.Module):
         _check_ndim(ndim, shift)
         self.shift = shift
         self.mode = "nearest" if shift else ("bilinear" if ndim == 2 else "trilinear")
-        self.conv = Conv(in_channels, out_channels, 3, ndim=ndim, shift=shift)
+        self.conv = Conv(in_channels, out_channels, 3, ndim=ndim, shift=shift, relu=True)
 
     def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """Upsample ``x`` to spatial ``size`` (twice its size) and convolve."""
@@ -225,7 +347,7 @@ class Up(nn.Module):
             x = F.interpolate(x, size=size, mode="nearest")
         else:
             x = F.interpolate(x, size=size, mode=self.mode, align_corners=False)
-        return F.relu(self.conv(x))
+        return self.conv(x)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -16,6 +16,7 @@ from n2v_cascade.models.blocks import (
     Down,
     Up,
     conv_class,
+    inference_chunks,
     init_weights,
     pad_to_multiple,
 )
@@ -163,6 +164,9 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Denoise ``(B, in_channels, *spatial)`` to ``(B, out_channels, *spatial)``."""
         check_input(x, self.in_channels, self.ndim)
+        chunks = inference_chunks(x)
+        if chunks is not None:
+            return torch.cat([self(part) for part in chunks])
         padded, crop = pad_to_multiple(x, 2**self.depth, self.ndim, mode="replicate")
         out = self.head(self.backbone(padded))[crop]
         if self.residual:

@@ -1,0 +1,82 @@
+"""Quality on real data: every variant at one training budget, and the classical baselines.
+
+One model per data set and variant is trained on the noisy images of that data set
+themselves (self-supervised, no clean image seen), then each image is denoised with
+``Model.denoise`` (default tiling). PSNR/SSIM use the data set's ``data_range``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from benchmarks.classical import baselines, run_baseline
+from benchmarks.datasets import Dataset
+from benchmarks.training import RECIPES, denoise_all, train_budget
+from n2v_cascade.metrics import psnr, ssim
+
+Log = Callable[[str], None]
+
+
+def score(ds: Dataset, outputs: list[np.ndarray]) -> dict:
+    """Mean PSNR/SSIM over the data set and the per-image PSNRs."""
+    psnrs = [psnr(o, c, ds.data_range) for o, c in zip(outputs, ds.clean, strict=True)]
+    ssims = [ssim(o, c, ds.data_range) for o, c in zip(outputs, ds.clean, strict=True)]
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+            "psnr_per_image": [round(p, 3) for p in psnrs]}
+
+
+def run_dataset(ds: Dataset, budget: float, variants: list[str], log: Log,
+                precision: str = "bfloat16") -> list[dict]:
+    """All rows (noisy, variants, baselines) of one data set."""
+    rows = [{"method": "noisy input", "kind": "input", **score(ds, ds.noisy)}]
+    for key in variants:
+        recipe = RECIPES[key]
+        model, clock, wall = train_budget(recipe, ds.noisy, ds.noise_model, budget, precision)
+        base = {"kind": "self-supervised", "variant": key, "train_s": clock.seconds,
+                "train_wall_s": wall, "steps": clock.steps, "budget_s": budget,
+                "precision": precision}
+        out, sec = denoise_all(model, ds.noisy)
+        label = recipe.label + (" - prior mean" if recipe.posterior else "")
+        rows.append({"method": label, **base, "predict_s": sec, **score(ds, out)})
+        log(f"  {ds.name} {label}: {rows[-1]['psnr']:.2f} dB ({clock.steps} steps, "
+            f"{clock.seconds:.0f} s)")
+        if recipe.posterior:
+            out, sec = denoise_all(model, ds.noisy, posterior=True)
+            rows.append({"method": recipe.label + " - posterior mean", **base, "predict_s": sec,
+                         "noise_model": model.noise, **score(ds, out)})
+            log(f"  {ds.name} {rows[-1]['method']}: {rows[-1]['psnr']:.2f} dB")
+    for name, fn in baselines(ds).items():
+        out, sec = run_baseline(fn, ds.noisy)
+        rows.append({"method": name, "kind": "classical", "predict_s": sec, **score(ds, out)})
+        log(f"  {ds.name} {name}: {rows[-1]['psnr']:.2f} dB ({sec:.1f} s)")
+    return rows
+
+
+def precision_check(ds: Dataset, budget: float, variants: list[str], log: Log) -> list[dict]:
+    """Same number of steps in float32 and bfloat16: does bf16 training lose quality?
+
+    The bf16 run uses the time budget; the float32 run then trains exactly as many steps
+    (taking longer). Both models are also evaluated with bf16 inference.
+    """
+    import torch
+
+    rows = []
+    for key in variants:
+        recipe = RECIPES[key]
+        bf16, clock, _ = train_budget(recipe, ds.noisy, ds.noise_model, budget, "bfloat16")
+        fp32, clock32, _ = train_budget(recipe, ds.noisy, ds.noise_model, 0.0, "float32",
+                                        steps=clock.steps)
+        for prec, model, clk in (("bfloat16", bf16, clock), ("float32", fp32, clock32)):
+            out, sec = denoise_all(model, ds.noisy, posterior=recipe.posterior)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out16, sec16 = denoise_all(model, ds.noisy, posterior=recipe.posterior)
+            rows.append({"variant": key, "precision": prec, "steps": clk.steps,
+                         "train_s": clk.seconds, "psnr": score(ds, out)["psnr"],
+                         "predict_s": sec, "psnr_bf16_inference": score(ds, out16)["psnr"],
+                         "predict_bf16_s": sec16})
+            log(f"  precision {key} {prec}: {rows[-1]['psnr']:.2f} dB "
+                f"(bf16 inference {rows[-1]['psnr_bf16_inference']:.2f}), {clk.steps} steps, "
+                f"{clk.seconds:.0f} s")
+    return rows

@@ -1,0 +1,543 @@
+"""Progressive retraining cascades (paper III.D), multi-pass denoising, GT-free stage scores.
+
+A cascade ``[s1, s2, ...]`` trains ``s1`` on the noisy images, denoises them, then trains
+``s2`` on that output as if it were the noisy input, and so on; ``[v, v, v]`` is three
+passes of one variant. :meth:`Cascade.from_models` + :meth:`Cascade.apply` instead run
+already-trained models in sequence without retraining (the paper's contrasting mode).
+
+Every stage gets a ground-truth-free error estimate (:class:`SelfSupervisedError`), which
+``auto`` mode uses to decide when to stop adding stages.
+
+Probabilistic stages pass on their *prior* mean (the network's prediction from the
+context) unless ``posterior`` is set; the uncertainty map is the predicted signal std.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import VARIANTS, TrainConfig, make_config
+from .errors import InputError, OutputExistsError
+from .io import atomic_write_text, read_image, write_image
+from .masking import replace_random_neighbour
+from .metrics import default_data_range, evaluate
+from .model import META, Model, load_images_arg
+from .train import CHECKPOINT, train
+
+STAGE_EPOCHS, RETRAIN_EPOCHS = 30, 10  # paper III.E: 30 epochs, 10 for retraining stages
+MANIFEST = "cascade.json"
+Stage = str | TrainConfig | Mapping[str, Any]
+Denoiser = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- GT-free estimate
+
+
+@dataclass(frozen=True)
+class GTFreeOptions:
+    """Masks of the GT-free estimate: ``n_masks`` disjoint grid phases of ``stride``."""
+
+    stride: int = 4
+    n_masks: int = 4
+    radius: int = 2
+    seed: int = 0
+
+
+class SelfSupervisedError:
+    """Ground-truth-free error of a chain of denoisers (Noise2Self, Batson & Royer 2019).
+
+    A grid of pixels of the *original* noisy image is hidden (replaced by a random
+    neighbour, as N2V masking does; stride > radius so no hidden value is copied), the
+    chain runs on the masked image, and the score is the mean squared difference between
+    the output and the original noisy values at the hidden pixels. The chain never sees a
+    hidden value, so for pixel-wise independent zero-mean noise the score's expectation is
+    true MSE + mean noise variance: it ranks stages like the true MSE. ``n_masks`` disjoint
+    phases cover more pixels. The estimate is of the chain applied to the masked image,
+    which differs from the unmasked run by a few copied pixels.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], options: GTFreeOptions | None = None):
+        opts = options or GTFreeOptions()
+        if opts.stride <= opts.radius or not 1 <= opts.n_masks <= opts.stride**2:
+            raise InputError(f"GT-free estimate: need stride > radius and 1 <= n_masks <= "
+                             f"stride**2, got {opts}")
+        self.options = opts
+        self.images = [np.asarray(im, np.float32) for im in images]
+        phases = np.random.default_rng(opts.seed).permutation(opts.stride**2)[: opts.n_masks]
+        gen = torch.Generator().manual_seed(opts.seed)
+        self.hidden: list[list[np.ndarray]] = []
+        self.states: list[list[np.ndarray]] = []
+        for phase in phases:
+            pairs = [self._mask(im, divmod(int(phase), opts.stride), gen) for im in self.images]
+            self.states.append([p[0] for p in pairs])
+            self.hidden.append([p[1] for p in pairs])
+
+    def _mask(self, image: np.ndarray, phase: tuple[int, int], gen: torch.Generator):
+        x = torch.from_numpy(image.reshape(-1, 1, *image.shape[-2:]).copy())
+        mask = torch.zeros(x.shape, dtype=torch.bool)
+        mask[..., phase[0]:: self.options.stride, phase[1]:: self.options.stride] = True
+        masked = replace_random_neighbour(x, mask, self.options.radius, gen)
+        return masked.numpy().reshape(image.shape), mask.numpy().reshape(image.shape)
+
+    def evaluate(self, fn: Denoiser) -> tuple[float, list[list[np.ndarray]]]:
+        """Score of ``fn`` applied after the committed chain, and the new masked outputs."""
+        new = [[np.asarray(fn(x), np.float32) for x in row] for row in self.states]
+        total, count = 0.0, 0
+        for outs, hidden in zip(new, self.hidden, strict=True):
+            for out, img, hid in zip(outs, self.images, hidden, strict=True):
+                diff = out[hid].astype(np.float64) - img[hid]
+                total, count = total + float(diff @ diff), count + int(hid.sum())
+        return total / count, new
+
+    def commit(self, states: list[list[np.ndarray]]) -> None:
+        """Make ``states`` (from :meth:`evaluate`) the chain that the next stage follows."""
+        self.states = states
+
+    def push(self, fn: Denoiser) -> float:
+        """Append ``fn`` to the chain and return its score."""
+        score, states = self.evaluate(fn)
+        self.commit(states)
+        return score
+
+
+def gt_free_errors(images: Sequence[np.ndarray], stages: Sequence[Denoiser],
+                   options: GTFreeOptions | None = None) -> list[float]:
+    """GT-free score of each prefix of the chain ``stages`` (see :class:`SelfSupervisedError`)."""
+    tracker = SelfSupervisedError(images, options)
+    return [tracker.push(fn) for fn in stages]
+
+
+# --------------------------------------------------------------------------- stage configs
+
+
+def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested mappings (mask, network) merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_values(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _values(config: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Explicitly chosen settings (variant-implied defaults are left to each stage)."""
+    if config is None:
+        return {}
+    if isinstance(config, TrainConfig):
+        return config.model_dump(mode="json", exclude_unset=True)
+    return dict(config)
+
+
+def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = None, *,
+                 epochs: int | None = None, retrain_epochs: int | None = None) -> TrainConfig:
+    """Config of stage ``index`` (0-based) from a variant name, mapping or full config.
+
+    Precedence: ``epochs`` (first stage) / ``retrain_epochs`` (later stages) if given,
+    then the stage's own values, then ``base``; a base ``epochs`` only sets the first
+    stage, retraining stages default to 10 (paper III.E). Stages without their own seed
+    get ``base seed + index``, so stage k of every cascade is trained alike.
+    """
+    common = _values(base)
+    if isinstance(stage, str):
+        if stage not in VARIANTS:
+            raise InputError(f"stages: unknown variant {stage!r} (choose from "
+                             f"{', '.join(VARIANTS)})")
+        own: dict[str, Any] = {"variant": stage}
+    elif isinstance(stage, TrainConfig):
+        own = stage.model_dump(mode="json")
+    elif isinstance(stage, Mapping):
+        own = dict(stage)
+    else:
+        raise InputError(f"stages: expected a variant name, mapping or TrainConfig, "
+                         f"got {type(stage).__name__}")
+    values = merge_values(common, own)
+    default = (common.get("epochs", STAGE_EPOCHS) if index == 0 else RETRAIN_EPOCHS)
+    given = epochs if index == 0 else retrain_epochs
+    values["epochs"] = given if given is not None else own.get("epochs", default)
+    if "seed" not in own:
+        values["seed"] = int(common.get("seed", 0)) + index
+    return make_config(f"stage {index + 1}", **values)
+
+
+def stage_dir_name(index: int, variant: str) -> str:
+    """``stage1-structured`` for stage index 0."""
+    return f"stage{index + 1}-{variant}"
+
+
+# --------------------------------------------------------------------------- one stage
+
+
+@dataclass
+class StageResult:
+    """A stage's model and its outputs on the stage's input images."""
+
+    model: Model
+    outputs: list[np.ndarray]
+    stds: list[np.ndarray] | None
+    trained: bool  # False when a finished model was reused
+    seconds: float  # wall time of this call
+
+
+def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = False
+                  ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Denoise with one model; probabilistic models also give the predicted signal std."""
+    if not model.variant.probabilistic:
+        return [model.denoise(im) for im in images], None
+    pairs = [model.denoise(im, posterior=posterior, return_std=True) for im in images]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def estimate_fn(model: Model) -> Denoiser:
+    """What the GT-free estimate runs for a stage: the output passed on (prior mean)."""
+    return lambda x: model.denoise(x)
+
+
+def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
+              names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
+              resume: bool = False, overwrite: bool = False, progress: bool = True,
+              reuse_outputs: bool = False) -> StageResult:
+    """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
+
+    ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
+    ``<name>_std.tif`` the uncertainty of probabilistic stages (nothing is written
+    without ``stage_dir``). With ``resume`` a complete model with the same config is
+    loaded instead of retrained, a checkpoint is continued, and outputs are read back
+    when ``reuse_outputs`` and all are present.
+    """
+    t0 = time.perf_counter()
+    model_dir = stage_dir / "model" if stage_dir is not None else None
+    trained = model is None
+    if model is None and resume and model_dir is not None and (model_dir / META).is_file():
+        model, trained = Model.load(model_dir), False
+        if model.config.model_dump(mode="json") != config.model_dump(mode="json"):
+            raise InputError(f"{model_dir}: holds a model trained with a different config; "
+                             f"use --overwrite to retrain")
+    elif model is None:
+        again = resume and model_dir is not None and (model_dir / CHECKPOINT).is_file()
+        model = train(list(images), config, output_dir=model_dir, resume=again,
+                      overwrite=overwrite or resume, progress=progress)
+    paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
+    std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
+                 if model.variant.probabilistic]
+    if not trained and reuse_outputs and all(p.is_file() for p in [*paths, *std_paths]):
+        outs = [read_image(p, allow_constant=True) for p in paths]
+        stds = [read_image(p, allow_constant=True) for p in std_paths] or None
+    else:
+        outs, stds = stage_outputs(model, images, posterior)
+        for path, img in zip(paths + std_paths, outs + (stds or []) if paths else [],
+                             strict=True):
+            write_image(path, img, overwrite=overwrite or resume)
+    return StageResult(model, outs, stds, trained, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def image_names(named: Sequence[tuple[str, np.ndarray]]) -> list[str]:
+    """File stems for outputs: the input file's stem, ``image``/``image0`` for arrays."""
+    names: list[str] = []
+    for i, (name, _) in enumerate(named):
+        stem = (f"image{i}" if len(named) > 1 else "image") if name.startswith("array") \
+            else Path(name).stem
+        base, k = stem, 2
+        while stem in names:
+            stem, k = f"{base}_{k}", k + 1
+        names.append(stem)
+    return names
+
+
+def load_reference(reference: object, inputs: Sequence[tuple[str, np.ndarray]]
+                   ) -> list[np.ndarray]:
+    """Clean references, one per input, with matching shapes."""
+    refs = [a for _, a in load_images_arg(reference)]
+    if len(refs) != len(inputs):
+        raise InputError(f"reference: {len(refs)} image(s) given for {len(inputs)} input(s)")
+    for (name, arr), ref in zip(inputs, refs, strict=True):
+        if ref.shape != arr.shape:
+            raise InputError(f"reference: shape {ref.shape} does not match {name} {arr.shape}")
+    return refs
+
+
+def score(outputs: Sequence[np.ndarray], refs: Sequence[np.ndarray], data_range: float
+          ) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Mean MSE/PSNR/SSIM over images (PSNR averaged in dB) and the per-image rows."""
+    rows = [evaluate(o, r, data_range) for o, r in zip(outputs, refs, strict=True)]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("mse", "psnr", "ssim")}
+    return mean, rows
+
+
+def digest(arr: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(arr, np.float32).tobytes()).hexdigest()[:16]
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON (non-finite floats as strings, numpy scalars unwrapped)."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def _prepare_dir(out: Path | None, resume: bool, overwrite: bool) -> dict:
+    """Refuse a used folder without resume/overwrite; return the old manifest on resume."""
+    if out is None:
+        if resume:
+            raise InputError("resume needs an output folder")
+        return {}
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output path exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
+        raise OutputExistsError(f"{out}: folder is not empty; use --resume to continue a "
+                                f"cascade or --overwrite to start over")
+    manifest = out / MANIFEST
+    if resume and manifest.is_file():
+        try:
+            return json.loads(manifest.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{manifest}: corrupt manifest; use --overwrite") from None
+    return {}
+
+
+# --------------------------------------------------------------------------- the cascade
+
+
+class Cascade:
+    """A chain of denoising stages, each retrained on its predecessor's output.
+
+    Parameters
+    ----------
+    stages
+        One variant name, mapping of config values or TrainConfig per stage; with
+        ``auto``, the candidate variants tried at every position.
+    base
+        Settings shared by every stage (patch size, network, seed, ...).
+    epochs, retrain_epochs
+        Epochs of the first / of every later stage (default 30 / 10, paper III.E).
+    posterior
+        Probabilistic stages pass on the posterior mean instead of the prior mean
+        (exact only with ``backbone: blindspot``). The GT-free score always uses the
+        prior mean: the posterior needs the pixel that the estimate hides.
+    auto, max_stages
+        Grow the chain greedily -- at each position train every candidate, keep the one
+        with the lowest GT-free score -- until the score stops improving or
+        ``max_stages`` is reached; the best chain is kept.
+    gt_free
+        Masks of the GT-free estimate (:class:`GTFreeOptions`).
+    """
+
+    def __init__(self, stages: Sequence[Stage] = ("structured", "probabilistic"), *,
+                 base: TrainConfig | Mapping | None = None, epochs: int | None = None,
+                 retrain_epochs: int | None = None, posterior: bool = False,
+                 auto: bool = False, max_stages: int = 4,
+                 gt_free: GTFreeOptions | None = None) -> None:
+        self.specs = [stages] if isinstance(stages, str) else list(stages)
+        if not self.specs:
+            raise InputError("stages: at least one stage is needed")
+        if max_stages < 1:
+            raise InputError(f"max_stages must be >= 1, got {max_stages}")
+        self.base, self.epochs, self.retrain_epochs = base, epochs, retrain_epochs
+        self.posterior, self.auto, self.max_stages = posterior, auto, max_stages
+        self.gt_free = gt_free or GTFreeOptions()
+        self.models: list[Model] = []
+        self.model_paths: list[str | None] = []
+        self.outputs: list[list[np.ndarray]] = []
+        self.manifest: dict[str, Any] = {}
+        for k in range(2 if auto else len(self.specs)):  # refuse bad stages before any work
+            for spec in (self.specs if auto else [self.specs[k]]):
+                self.config(k, spec)
+
+    def config(self, index: int, stage: Stage) -> TrainConfig:
+        """The training config of ``stage`` at position ``index`` (0-based)."""
+        return stage_config(stage, index, self.base, epochs=self.epochs,
+                            retrain_epochs=self.retrain_epochs)
+
+    @classmethod
+    def from_models(cls, models: Sequence[str | Path | Model], *, posterior: bool = False
+                    ) -> Cascade:
+        """A cascade of already-trained models, for :meth:`apply` and :meth:`denoise`."""
+        loaded = [m if isinstance(m, Model) else Model.load(m) for m in models]
+        if not loaded:
+            raise InputError("models: at least one model folder is needed")
+        cascade = cls([m.config for m in loaded], posterior=posterior)
+        cascade.models = loaded
+        cascade.model_paths = [None if isinstance(m, Model) else str(Path(m).resolve())
+                               for m in models]
+        return cascade
+
+    # -- use ---------------------------------------------------------------------
+    def denoise(self, images: object, *, stages: int | None = None, return_all: bool = False
+                ) -> Any:
+        """Apply the trained stages in sequence (an array in, an array out; a list, a list).
+
+        ``stages`` limits the chain to its first stages; ``return_all`` returns every
+        stage's output. Probabilistic stages give the prior mean unless ``posterior``.
+        """
+        if not self.models:
+            raise InputError("cascade has no trained stages; call fit() or from_models()")
+        single = isinstance(images, np.ndarray)
+        current = [a for _, a in load_images_arg(images)]
+        steps = []
+        for model in self.models[:stages]:
+            current, _ = stage_outputs(model, current, self.posterior)
+            steps.append(current)
+        steps = [s[0] if single else s for s in steps]
+        return steps if return_all else steps[-1]
+
+    def estimate(self, images: object) -> list[float]:
+        """GT-free score of every stage on the noisy ``images``."""
+        inputs = [a for _, a in load_images_arg(images)]
+        return gt_free_errors(inputs, [estimate_fn(m) for m in self.models], self.gt_free)
+
+    def fit(self, images: object, *, output_dir: str | Path | None = None,
+            reference: object = None, data_range: float | None = None,
+            names: Sequence[str] | None = None, resume: bool = False, overwrite: bool = False,
+            progress: bool = True) -> Cascade:
+        """Train every stage on its predecessor's output; write models, TIFFs and manifest.
+
+        ``output_dir`` gets ``stageN-variant/`` folders (``model/``, ``<name>.tif``,
+        ``<name>_std.tif`` for probabilistic stages) and ``cascade.json``; ``reference``
+        (clean images, one per input) adds true metrics. ``resume`` reuses finished
+        stages and continues an interrupted one from its checkpoint.
+        """
+        self.models, self.model_paths = [], []
+        return self._run(True, images, output_dir, reference, data_range, names, resume,
+                         overwrite, progress)
+
+    def apply(self, images: object, *, output_dir: str | Path | None = None,
+              reference: object = None, data_range: float | None = None,
+              names: Sequence[str] | None = None, overwrite: bool = False,
+              progress: bool = True) -> Cascade:
+        """Inference only: run the trained models in sequence, with the same artefacts."""
+        if not self.models:
+            raise InputError("cascade has no trained stages; use from_models() or fit()")
+        return self._run(False, images, output_dir, reference, data_range, names, False,
+                         overwrite, progress)
+
+    # -- the loop ----------------------------------------------------------------
+    def _run(self, training: bool, images, output_dir, reference, data_range, names,
+             resume: bool, overwrite: bool, progress: bool) -> Cascade:
+        named = load_images_arg(images)
+        inputs = [a for _, a in named]
+        names = list(names) if names is not None else image_names(named)
+        if len(names) != len(inputs):
+            raise InputError(f"names: {len(names)} given for {len(inputs)} image(s)")
+        refs = load_reference(reference, named) if reference is not None else None
+        if refs is not None and data_range is None:
+            data_range = max(default_data_range(r) for r in refs)
+        out = Path(output_dir) if output_dir is not None else None
+        old = _prepare_dir(out, resume, overwrite)
+        info = [{"name": str(n), "file": f, "shape": list(a.shape), "sha1": digest(a)}
+                for (n, a), f in zip(named, names, strict=True)]
+        if old and [i["sha1"] for i in old.get("inputs", [])] != [i["sha1"] for i in info]:
+            raise InputError(f"{out}: the cascade there was run on other images; use "
+                             f"--overwrite to start over")
+        done = {e["dir"]: e for e in old.get("stages", []) + old.get("rejected", [])}
+        self.manifest = m = {
+            "format_version": 1, "package_version": __version__,
+            "mode": "progressive-retraining" if training else "inference-only",
+            "posterior": self.posterior, "inputs": info, "data_range": data_range,
+            "gt_free": {**asdict(self.gt_free), "score": "mean squared difference to the "
+                        "original noisy value at hidden pixels (= MSE + noise variance)",
+                        "probabilistic_stages": "scored on the prior mean"},
+            "input_metrics": score(inputs, refs, data_range)[0] if refs else None,
+            "auto": {"candidates": [self.config(0, s).variant for s in self.specs],
+                     "max_stages": self.max_stages, "stopped": None} if self.auto else None,
+            "stages": [], "rejected": [], "best_stage": None,
+        }
+        tracker = SelfSupervisedError(inputs, self.gt_free)
+        current, parent, best = inputs, "noisy", float("inf")
+        depth = self.max_stages if self.auto else len(self.specs)
+        self.outputs, models, paths = [], [], []
+        for k in range(depth):
+            tried = []
+            for spec in self.specs if self.auto else [self.specs[k]]:
+                given = None if training else self.models[k]
+                cfg = given.config if given is not None else self.config(k, spec)
+                sdir = stage_dir_name(k, cfg.variant)
+                prev = done.get(sdir, {})
+                reuse = (prev.get("input"), prev.get("config")) == (
+                    parent, cfg.model_dump(mode="json"))
+                res = run_stage(current, cfg, out / sdir if out else None, names, model=given,
+                                posterior=self.posterior, resume=resume, overwrite=overwrite,
+                                progress=progress, reuse_outputs=reuse)
+                where = self.model_paths[k] if given else (f"{sdir}/model" if out else None)
+                gt, states = tracker.evaluate(estimate_fn(res.model))
+                entry = self._entry(k, sdir, where, parent, res, gt, refs, data_range, names)
+                tried.append((gt, states, res, entry))
+                if progress:
+                    _report(entry)
+            gt, states, res, entry = min(tried, key=lambda t: t[0])
+            if self.auto and k > 0 and gt >= best:
+                m["rejected"] += [t[3] for t in tried]
+                m["auto"]["stopped"] = f"GT-free score stopped improving at stage {k + 1}"
+                break
+            tracker.commit(states)
+            m["stages"].append(entry)
+            m["rejected"] += [t[3] for t in tried if t[3] is not entry]
+            models.append(res.model)
+            paths.append(entry["model"])
+            self.outputs.append(res.outputs)
+            current, parent, best = res.outputs, entry["dir"], min(best, gt)
+            self._save(out)
+        if self.auto and m["auto"]["stopped"] is None:
+            m["auto"]["stopped"] = f"reached max_stages ({self.max_stages})"
+        scores = [e["gt_free_error"] for e in m["stages"]]
+        m["best_stage"] = int(np.argmin(scores)) + 1
+        m["final_outputs"] = m["stages"][-1]["outputs"]
+        self.models = models
+        self.model_paths = paths if training else self.model_paths[: len(models)]
+        self._save(out)
+        return self
+
+    def _entry(self, k: int, sdir: str, model_path: str | None, parent: str,
+               res: StageResult, gt: float, refs, data_range, names) -> dict[str, Any]:
+        cfg = res.model.config
+        metrics, per_image = score(res.outputs, refs, data_range) if refs else (None, None)
+        return {
+            "stage": k + 1, "variant": cfg.variant, "dir": sdir, "model": model_path,
+            "input": parent, "status": "done", "trained": res.trained,
+            "config": cfg.model_dump(mode="json"), "seed": cfg.seed, "epochs": cfg.epochs,
+            "train_seconds": round(res.model.train_seconds, 3),
+            "stage_seconds": round(res.seconds, 3),
+            "outputs": [f"{sdir}/{n}.tif" for n in names],
+            "uncertainty": [f"{sdir}/{n}_std.tif" for n in names] if res.stds else None,
+            "gt_free_error": gt, "metrics": metrics, "metrics_per_image": per_image,
+        }
+
+    def _save(self, out: Path | None) -> None:
+        if out is not None:
+            text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False)
+            atomic_write_text(out / MANIFEST, text + "\n", overwrite=True)
+
+
+def _report(entry: dict[str, Any]) -> None:
+    from tqdm.auto import tqdm
+
+    how = "trained" if entry["trained"] else "reused"
+    psnr = f", PSNR {entry['metrics']['psnr']:.2f} dB" if entry["metrics"] else ""
+    tqdm.write(f"stage {entry['stage']} {entry['variant']}: {how} "
+               f"({entry['stage_seconds']:.1f} s), GT-free score "
+               f"{entry['gt_free_error']:.6g}{psnr}")
+
+
+__all__ = [
+    "MANIFEST", "Cascade", "GTFreeOptions", "SelfSupervisedError", "StageResult",
+    "gt_free_errors", "run_stage", "stage_config", "stage_outputs",
+]
