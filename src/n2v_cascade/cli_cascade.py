@@ -29,15 +29,9 @@ def _yaml_stages(path: Path | None) -> tuple[dict[str, Any], list[dict[str, Any]
     """A YAML mapping (shared by all stages) or list of mappings (one per stage)."""
     if path is None:
         return {}, None
-    import yaml
+    from .config import read_yaml
 
-    if not path.is_file():
-        raise InputError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not valid YAML ({line})") from None
+    data = read_yaml(path)
     if isinstance(data, dict):
         return data, None
     if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):

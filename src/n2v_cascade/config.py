@@ -160,16 +160,22 @@ def save_config(config: TrainConfig, path: str | Path, overwrite: bool = False) 
     return atomic_write_text(path, text, overwrite=overwrite)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a YAML config; a missing, unreadable or invalid file gives a one-line InputError."""
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing or unparsable file gives a one-line InputError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not valid YAML ({line})") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config; a missing, unreadable or invalid file gives a one-line InputError."""
+    path = Path(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
     return make_config(str(path), **data)
