@@ -35,7 +35,7 @@ def run_dataset(ds: Dataset, budget: float, variants: list[str], log: Log,
         recipe = RECIPES[key]
         model, clock, wall = train_budget(recipe, ds.noisy, ds.noise_model, budget, precision)
         base = {"kind": "self-supervised", "variant": key, "train_s": clock.seconds,
-                "train_wall_s": wall, "steps": clock.steps, "budget_s": budget,
+                "train_wall_s": clock.wall_seconds, "steps": clock.steps, "budget_s": budget,
                 "precision": precision}
         out, sec = denoise_all(model, ds.noisy)
         label = recipe.label + (" - prior mean" if recipe.posterior else "")
@@ -73,7 +73,8 @@ def precision_check(ds: Dataset, budget: float, variants: list[str], log: Log) -
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 out16, sec16 = denoise_all(model, ds.noisy, posterior=recipe.posterior)
             rows.append({"variant": key, "precision": prec, "steps": clk.steps,
-                         "train_s": clk.seconds, "psnr": score(ds, out)["psnr"],
+                         "train_s": clk.seconds, "train_wall_s": clk.wall_seconds,
+                         "psnr": score(ds, out)["psnr"],
                          "predict_s": sec, "psnr_bf16_inference": score(ds, out16)["psnr"],
                          "predict_bf16_s": sec16})
             log(f"  precision {key} {prec}: {rows[-1]['psnr']:.2f} dB "

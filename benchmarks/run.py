@@ -55,24 +55,35 @@ def resolve_threads(value: str) -> int:
     return cores if os.getloadavg()[0] < 0.5 else max(1, cores - 1)
 
 
-def run_quality(cfg: dict, args) -> dict:
+def run_quality(cfg: dict, args, previous: dict, save) -> dict:
     quick = cfg["quick"]
     budget = args.budget or cfg["budget"]
     out = {"budget_s": budget, "precision": "bfloat16", "datasets": [],
            "recipe": "depth 3, width 32, growth 1, 64x64 patches, batch 8, Adam lr 1e-3, "
                      "no validation split"}
+    if previous.get("budget_s") != budget:
+        previous = {}
+    done = {d["name"]: d for d in previous.get("datasets", [])}
     sets = datasets.load_all(quick)
     if args.suite == "smoke":
         sets = [datasets.bsd68(True)]
     for ds in sets:
+        if ds.name in done and done[ds.name]["n_images"] == len(ds.noisy):
+            log(f"quality: {ds.name} kept from the previous (resumed) run")
+            out["datasets"].append(done[ds.name])
+            continue
         log(f"quality: {ds.name} ({len(ds.noisy)} images)")
         rows = quality.run_dataset(ds, budget, list(quality.RECIPES), log)
         out["datasets"].append({"name": ds.name, "description": ds.description,
                                 "n_images": len(ds.noisy), "rows": rows})
+        save(out)
     bsd = sets[0]
-    log("quality: bfloat16 vs float32 check")
-    out["precision_check"] = {"dataset": bsd.name, "rows": quality.precision_check(
-        bsd, budget, list(PRECISION_CHECK), log)}
+    if "precision_check" in previous:
+        out["precision_check"] = previous["precision_check"]
+    else:
+        log("quality: bfloat16 vs float32 check")
+        out["precision_check"] = {"dataset": bsd.name, "rows": quality.precision_check(
+            bsd, budget, list(PRECISION_CHECK), log)}
     return out
 
 
@@ -86,7 +97,7 @@ def _screening_best(results: dict) -> str | None:
     return max(ss, key=lambda r: r["psnr"])["variant"] if ss else None
 
 
-def run_ttq(cfg: dict, args, results: dict) -> dict:
+def run_ttq(cfg: dict, args, results: dict, previous: dict, save) -> dict:
     """N2V and the probabilistic blind-spot net (best at long budgets), on BSD68 quick.
 
     The quality section's short budget favours fast-converging masked U-Nets, so its
@@ -98,7 +109,12 @@ def run_ttq(cfg: dict, args, results: dict) -> dict:
     if not cfg["quick"] and screening and screening not in budgets:
         budgets[screening] = cfg["ttq"]["n2v"]
     log(f"time-to-quality on {ds.name}: {budgets}")
-    res = ttq.run(ds, budgets, log)
+    done = previous.get("result", {}).get("series", {})
+
+    def partial(res: dict) -> None:
+        save({"result": res, "plot": "time_to_quality.png"})
+
+    res = ttq.run(ds, budgets, log, done=done, save=partial)
     res["screening_best"] = screening
     baselines = {}
     try:
@@ -111,31 +127,57 @@ def run_ttq(cfg: dict, args, results: dict) -> dict:
     return {"result": res, "plot": "time_to_quality.png"}
 
 
-def run_speed(cfg: dict, args) -> dict:
+def run_speed(cfg: dict, args, previous: dict | None = None, save=None) -> dict:
     images = datasets.bsd68(True).noisy
+    previous = previous or {}
     out: dict = {"training": [], "inference": [], "memory": []}
+
+    def kept(kind: str, match: dict) -> dict | None:
+        for row in previous.get(kind, []):
+            if all(row.get(k) == v for k, v in match.items()) and "error" not in row:
+                out[kind].append(row)
+                return row
+        return None
+
+    def saved() -> None:
+        if save is not None:
+            save(out)
+
     cases = speed.train_cases(cfg["quick"])
     if args.suite == "smoke":
         cases = cases[:2]
     for case in cases:
+        if kept("training", {"backbone": case.backbone, "patch": case.patch,
+                             "batch": case.batch, "precision": case.precision}):
+            continue
         row = speed.training_throughput(case, images, cfg["speed_s"])
         out["training"].append(row)
+        saved()
         log(f"speed: {row['label']} {case.patch}x{case.patch} b{case.batch} {case.precision}: "
             f"{row['patches_per_s']:.1f} patches/s")
     for bb in ("unet", "blindspot"):
-        model = speed.tiny_model(bb, images)
+        model = None
         for precision in ("float32", "bfloat16"):
+            if kept("inference", {"backbone": bb, "precision": precision,
+                                  "size": cfg["inference"]}):
+                continue
+            model = model or speed.tiny_model(bb, images)
             row = {"backbone": bb, "label": speed.BACKBONES[bb][2],
                    **speed.inference_throughput(model, cfg["inference"], precision)}
             out["inference"].append(row)
+            saved()
             log(f"speed: inference {bb} {precision}: {row['mpix_per_s']:.3f} MP/s")
     for key, shape in cfg["memory"]:
         posterior = key == "probabilistic-bsn"
+        label = key + (" (posterior)" if posterior else "")
+        if kept("memory", {"label": label, "shape": list(shape)}):
+            continue
         bb = "blindspot" if posterior else key
         model = speed.tiny_model(bb, images, variant_key=key if posterior else None)
-        row = {"label": key + (" (posterior)" if posterior else ""),
+        row = {"label": label,
                **speed.memory_probe(model, shape, torch.get_num_threads(), posterior)}
         out["memory"].append(row)
+        saved()
         log(f"speed: memory {row['label']} {shape}: {row.get('peak_rss_mb', row.get('error'))}")
     return out
 
@@ -180,7 +222,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="training seconds per variant in the quality section")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished parts of a section from the results file (same "
+                             "suite), e.g. after the run was killed")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only re-render the markdown from the results file")
     args = parser.parse_args(argv)
+    if args.render_only:
+        report.update_markdown(args.markdown, report.render(json.loads(args.results.read_text())))
+        return
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
@@ -199,16 +249,28 @@ def main(argv: list[str] | None = None) -> None:
         if name not in only:
             continue
         timer = machine.SectionTimer(command, args.suite, threads)
+        key = name.replace("-", "_")
+        previous = results["sections"].get(key, {})
+        if not args.resume or previous.get("meta", {}).get("suite") != args.suite:
+            previous = {}
+
+        def save(partial: dict, key: str = key, timer=timer) -> None:
+            results["sections"][key] = {**partial, "meta": {**timer.meta, "partial": True,
+                                                            "wall_s": 0.0, "cpu_s": 0.0}}
+            args.results.write_text(json.dumps(results, indent=1, default=float) + "\n")
+
         if name == "quality":
-            data = run_quality(cfg, args)
+            data = run_quality(cfg, args, previous, save)
         elif name == "time-to-quality":
-            data = run_ttq(cfg, args, results)
+            data = run_ttq(cfg, args, results, previous, save)
         elif name == "speed":
-            data = run_speed(cfg, args)
+            data = run_speed(cfg, args, previous, save)
         else:
             data = run_limit(cfg, args, results)
         data["meta"] = timer.finish()
-        results["sections"][name.replace("-", "_")] = data
+        if previous:
+            data["meta"]["resumed_from"] = previous.get("meta", {}).get("date")
+        results["sections"][key] = data
         args.results.write_text(json.dumps(results, indent=1, default=float) + "\n")
         report.update_markdown(args.markdown, report.render(results))
         log(f"{name} done in {data['meta']['wall_s']:.0f} s; wrote {args.results.name} and "

@@ -1,8 +1,10 @@
 """Speed: training and inference throughput, peak memory of a large denoise, FLOP counts.
 
-Training throughput goes through :func:`n2v_cascade.train.train` (patch sampling,
-augmentation, masking, forward, backward and Adam all included); the first step of each
-case is a warm-up (oneDNN builds its kernels) and is not counted. Inference runs
+Times are CPU seconds per torch thread (see :mod:`benchmarks.training`); wall-clock
+figures are stored next to them. Training throughput goes through
+:func:`n2v_cascade.train.train` (patch sampling, augmentation, masking, forward,
+backward and Adam all included); the first step of each case is a warm-up (oneDNN
+builds its kernels) and is not counted. Inference runs
 :meth:`Model.predict` with its default tiling on a 2048 x 2048 image. Peak memory of
 denoising an 8192 x 8192 float32 image is measured in a fresh subprocess
 (:mod:`benchmarks.memprobe`).
@@ -75,10 +77,11 @@ def training_throughput(case: TrainCase, images: list[np.ndarray], seconds: floa
         patch_size=case.patch, batch_size=case.batch, network=_network(case.backbone))
     times = clock.step_times[1:]  # first step = warm-up
     per_step = float(np.mean(times))
+    wall = float(np.mean(clock.wall_step_times[1:]))
     pps = case.batch / per_step
     return {**asdict(case), "label": BACKBONES[case.backbone][2], "steps_timed": len(times),
             "step_seconds": per_step, "patches_per_s": pps,
-            "mpix_per_s": pps * case.patch**2 / 1e6}
+            "mpix_per_s": pps * case.patch**2 / 1e6, "wall_patches_per_s": case.batch / wall}
 
 
 def tiny_model(backbone: str, images: list[np.ndarray], variant_key: str | None = None):
@@ -96,12 +99,14 @@ def inference_throughput(model, size: int = 2048, precision: str = "float32") ->
     image = (rng.random((size, size), dtype=np.float32) * 255).astype(np.float32)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16" \
         else contextlib.nullcontext()
+    threads = max(1, torch.get_num_threads())
     with autocast:
         model.predict(image[:512, :512])  # warm-up at the tile size
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.predict(image)
-        sec = time.perf_counter() - t0
-    return {"size": size, "precision": precision, "seconds": sec,
+        wall = time.perf_counter() - t0
+        sec = (time.process_time() - c0) / threads
+    return {"size": size, "precision": precision, "seconds": sec, "wall_s": wall,
             "mpix_per_s": size * size / 1e6 / sec}
 
 
@@ -127,16 +132,21 @@ def _out_dir() -> Path:
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """Best GFLOP/s of an ``n x n`` matmul with the current thread setting."""
+    """Best GFLOP/s of an ``n x n`` matmul with the current thread setting.
+
+    Timed in CPU seconds per thread, like the throughputs, so that time other processes
+    hold the cores does not lower the peak.
+    """
+    threads = max(1, torch.get_num_threads())
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0 = time.process_time()
         a @ b
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, (time.process_time() - c0) / threads)
     return 2 * n**3 / best / 1e9
 
 

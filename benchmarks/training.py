@@ -1,5 +1,11 @@
 """Variant recipes and time-budgeted training through the package's training loop.
 
+Training seconds are *CPU* seconds of the training steps divided by the number of torch
+threads: on an idle machine that is the wall time of the steps, and on a shared machine
+it does not count the time other processes hold the cores (this CPU is shared; with
+other processes running, wall-clock budgets would give some variants far fewer steps
+than others). Wall seconds are recorded next to them.
+
 Training goes through :func:`n2v_cascade.train.train`. A time budget is enforced by
 wrapping the loop's step method (``n2v_cascade.train._Loop._step``, a private name: if
 ``train.py`` is refactored, update :class:`StepClock`): once the summed step time
@@ -78,9 +84,11 @@ class StepClock:
     budget: float
     marks: Sequence[float] = ()
     min_steps: int = 1
-    seconds: float = 0.0
+    seconds: float = 0.0  # CPU seconds / threads
+    wall_seconds: float = 0.0
     steps: int = 0
-    step_times: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)  # CPU seconds / threads, per step
+    wall_step_times: list[float] = field(default_factory=list)
     snapshots: list[tuple[float, int, dict]] = field(default_factory=list)
 
     def done(self) -> bool:
@@ -97,16 +105,22 @@ class StepClock:
             yield False
             return
         clock, pending = self, sorted(self.marks)
+        import torch
+
+        threads = max(1, torch.get_num_threads())
 
         def step(loop_self) -> float:
             if clock.done():
                 return 0.0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loss = original(loop_self)
-            dt = time.perf_counter() - t0
+            dt = (time.process_time() - c0) / threads
+            wall = time.perf_counter() - t0
             clock.seconds += dt
+            clock.wall_seconds += wall
             clock.steps += 1
             clock.step_times.append(dt)
+            clock.wall_step_times.append(wall)
             while pending and (clock.seconds >= pending[0] or clock.done()):
                 pending.pop(0)
                 state = copy.deepcopy(loop_self.network.state_dict())
@@ -146,6 +160,7 @@ def train_budget(recipe: Recipe, images: list[np.ndarray], noise_model: dict | N
         wall = time.perf_counter() - t0
     if not hooked:
         clock.seconds, clock.steps = model.train_seconds, n
+        clock.wall_seconds = model.train_seconds
     return model, clock, wall
 
 

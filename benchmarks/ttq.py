@@ -2,9 +2,9 @@
 
 The weights are copied at fixed training times (``MARKS``) during a single run (see
 :class:`benchmarks.training.StepClock`), then each snapshot denoises the data set. The
-time axis is the summed step time (sampling, masking, forward, backward, Adam), which
-excludes the evaluations. After the last snapshot the final model is also evaluated
-with 8-fold test-time augmentation (``tta=True``).
+time axis is the summed step time (sampling, masking, forward, backward, Adam) in CPU
+seconds per thread, which excludes the evaluations. After the last snapshot the final
+model is also evaluated with 8-fold test-time augmentation (``tta=True``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,21 @@ REFERENCES = {
 }
 
 
-def run(ds: Dataset, budgets: dict[str, float], log: Callable[[str], None]) -> dict:
-    """One run per variant in ``budgets`` (variant key -> seconds); PSNR at each mark."""
-    series = {}
+def run(ds: Dataset, budgets: dict[str, float], log: Callable[[str], None],
+        done: dict | None = None, save: Callable[[dict], None] | None = None) -> dict:
+    """One run per variant in ``budgets`` (variant key -> seconds); PSNR at each mark.
+
+    ``done`` holds finished series of an earlier run (kept when the budget matches);
+    ``save`` is called with the partial result after every series.
+    """
+    series: dict = {}
+    result = {"dataset": ds.name, "description": ds.description, "series": series,
+              "noisy_psnr": score(ds, ds.noisy)["psnr"]}
     for key, budget in budgets.items():
+        if done and key in done and done[key]["budget_s"] == budget:
+            log(f"  ttq {key}: kept from the previous (resumed) run")
+            series[key] = done[key]
+            continue
         recipe = RECIPES[key]
         marks = [m for m in MARKS if m < budget] + [budget]
         model, clock, wall = train_budget(recipe, ds.noisy, ds.noise_model, budget, marks=marks)
@@ -47,10 +58,12 @@ def run(ds: Dataset, budgets: dict[str, float], log: Callable[[str], None]) -> d
         final_tta = score(ds, out)["psnr"]
         log(f"  ttq {key} final with 8-fold TTA: {final_tta:.2f} dB ({sec:.0f} s to predict)")
         series[key] = {"label": recipe.label, "budget_s": budget, "wall_s": wall,
+                       "train_wall_s": clock.wall_seconds,
                        "posterior": recipe.posterior, "points": points,
                        "final_tta_psnr": final_tta, "final_tta_predict_s": sec}
-    return {"dataset": ds.name, "description": ds.description, "series": series,
-            "noisy_psnr": score(ds, ds.noisy)["psnr"]}
+        if save is not None:
+            save(result)
+    return result
 
 
 def plot(result: dict, path: Path, baselines: dict[str, float] | None = None) -> Path:
@@ -74,7 +87,7 @@ def plot(result: dict, path: Path, baselines: dict[str, float] | None = None) ->
     for name, (sec, value) in REFERENCES.items():
         ax.plot([sec], [value], "x", ms=9, mew=2, label=f"ref: {name}")
     ax.set_xscale("log")
-    ax.set_xlabel("training seconds (step time, this machine)")
+    ax.set_xlabel("training seconds (CPU seconds per thread of the training steps)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"Time to quality: {result['description']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)

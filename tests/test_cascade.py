@@ -199,6 +199,11 @@ def test_cli_missing_input_and_existing_output(tmp_path, files, capsys) -> None:
     code, _, err = run_cli(["cascade", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "o"),
                             *TINY], capsys)
     assert code == 2 and "nope.tif" in err and len(err.strip().splitlines()) == 1
+    small = tmp_path / "small.npy"
+    np.save(small, np.random.default_rng(0).random((8, 8)))
+    code, _, err = run_cli(["cascade", str(small), "-o", str(tmp_path / "o"), *TINY], capsys)
+    assert code == 2 and f"{small}: image 8x8 is smaller than the patch size 16" in err
+    assert not (tmp_path / "o").exists()
     used = tmp_path / "used"
     used.mkdir()
     (used / "something.txt").write_text("x")

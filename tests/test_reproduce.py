@@ -13,7 +13,7 @@ from n2v_cascade.cascade import GTFreeOptions
 from n2v_cascade.io import write_image
 from n2v_cascade.reproduce import reproduce, run_chains, run_label, tables
 
-TINY_BUDGET = {"base": {"patch_size": 16, "batch_size": 4, "steps_per_epoch": 2,
+TINY_BUDGET = {"base": {"patch_size": 16, "batch_size": 4, "steps_per_epoch": 2, "val_fraction": 0,
                         "network": {"depth": 2, "width": 8}, "mask": {"fraction": 0.02}},
                "epochs": 1, "retrain_epochs": 1}
 GT = GTFreeOptions(n_masks=2)

@@ -438,6 +438,13 @@ class Cascade:
         names = list(names) if names is not None else image_names(named)
         if len(names) != len(inputs):
             raise InputError(f"names: {len(names)} given for {len(inputs)} image(s)")
+        if training:  # fail before any work, naming the file (stages train on arrays)
+            patch = max(self.config(k, s).patch_size for k in range(len(self.specs))
+                        for s in (self.specs if self.auto else [self.specs[k]]))
+            for name, arr in named:
+                if min(arr.shape[-2:]) < patch:
+                    raise InputError(f"{name}: image {arr.shape[-2]}x{arr.shape[-1]} is smaller "
+                                     f"than the patch size {patch}; use a smaller --patch-size")
         refs = load_reference(reference, named) if reference is not None else None
         if refs is not None and data_range is None:
             data_range = max(default_data_range(r) for r in refs)
