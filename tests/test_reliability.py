@@ -105,7 +105,7 @@ ENTRIES: dict[str, Callable[[Path, Path, Path], list[str]]] = {
 FINE = {("constant.tif", "evaluate"), ("constant.tif", "evaluate-ref"),
         ("constant.tif", "add-noise")} | {("small.npy", e) for e in ENTRIES
                                           if e not in ("train", "cascade")}
-KNOWN_BUGS = {("small.npy", "cascade"): "cascade names the image 'array[0]', not the file"}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}  # (file, entry) -> reason, run as strict xfail
 _KNOWN = {key: pytest.mark.xfail(reason=why, strict=True) for key, why in KNOWN_BUGS.items()}
 FILE_CASES = [pytest.param(name, entry, marks=_KNOWN[name, entry])
               if (name, entry) in KNOWN_BUGS else (name, entry)
