@@ -67,6 +67,13 @@ def run_quality(cfg: dict, args, previous: dict, save) -> dict:
     sets = datasets.load_all(quick)
     if args.suite == "smoke":
         sets = [datasets.bsd68(True)]
+    if getattr(args, "datasets", ""):
+        wanted = args.datasets.split(",")
+        unknown = set(wanted) - {d.name for d in sets}
+        if unknown:
+            raise SystemExit(f"--datasets: unknown {sorted(unknown)}; "
+                             f"known: {[d.name for d in sets]}")
+        sets = [d for d in sets if d.name in wanted]
     for ds in sets:
         if ds.name in done and done[ds.name]["n_images"] == len(ds.noisy):
             log(f"quality: {ds.name} kept from the previous (resumed) run")
@@ -80,6 +87,8 @@ def run_quality(cfg: dict, args, previous: dict, save) -> dict:
     bsd = sets[0]
     if "precision_check" in previous:
         out["precision_check"] = previous["precision_check"]
+    elif getattr(args, "datasets", ""):
+        log("quality: --datasets given, bfloat16 vs float32 check skipped")
     else:
         log("quality: bfloat16 vs float32 check")
         out["precision_check"] = {"dataset": bsd.name, "rows": quality.precision_check(
@@ -218,6 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections out of {', '.join(SECTIONS)}")
     parser.add_argument("--threads", default="auto", help="torch threads, or 'auto'")
+    parser.add_argument("--datasets", default="",
+                        help="comma-separated quality data sets (default: all of the suite); "
+                             "skips the precision check")
     parser.add_argument("--budget", type=float, default=None,
                         help="training seconds per variant in the quality section")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")

@@ -84,7 +84,7 @@ def test_structured_uses_grid_lattice() -> None:
 
 
 def test_nll_is_minimised_by_true_mean_and_variance() -> None:
-    variant = Probabilistic(_config("probabilistic"))
+    variant = Probabilistic(_config("probabilistic", nll_beta=0.0))  # plain Gaussian NLL
     gen = torch.Generator().manual_seed(0)
     target = 0.3 + 0.5 * torch.randn(1, 1, 128, 128, generator=gen)
 
@@ -102,6 +102,38 @@ def test_nll_is_minimised_by_true_mean_and_variance() -> None:
     i, j = np.unravel_index(grid.argmin(), grid.shape)
     assert abs(mus[::6][i] - float(target.mean())) < 0.07
     assert abs(vars_[j] - float(target.var())) < 0.02
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_nll_training_converges_to_true_mean_and_variance(beta: float) -> None:
+    # beta-NLL reweights pixels but keeps the minimiser: gradient descent on a constant
+    # prediction must land on the sample mean and variance for every beta.
+    variant = Probabilistic(_config("probabilistic", nll_beta=beta))
+    gen = torch.Generator().manual_seed(1)
+    target = 0.3 + 0.5 * torch.randn(1, 1, 64, 64, generator=gen)
+    params = torch.tensor([-1.0, 1.5], requires_grad=True)  # mean, log-variance: far off
+    opt = torch.optim.Adam([params], lr=0.05)
+    for _ in range(600):
+        out = params.view(1, 2, 1, 1).expand(1, 2, 64, 64)
+        opt.zero_grad()
+        variant.loss(out, target, None).backward()
+        opt.step()
+    assert float(params[0].detach()) == pytest.approx(float(target.mean()), abs=0.01)
+    assert float(params[1].detach().exp()) == pytest.approx(float(target.var()), rel=0.03)
+
+
+def test_nll_beta_keeps_the_mean_gradient_of_high_variance_pixels() -> None:
+    # plain NLL scales the mean's gradient by 1/var, so a pixel predicted with a large
+    # variance stops pulling on the mean; beta = 1 gives it the MSE gradient back
+    target = torch.zeros(1, 1, 1, 2)
+    out = torch.tensor([[[[1.0, 1.0]], [[0.0, 4.0]]]], requires_grad=True)  # logvar 0 and 4
+    grads = {}
+    for beta in (0.0, 1.0):
+        out.grad = None
+        Probabilistic(_config("probabilistic", nll_beta=beta)).loss(out, target, None).backward()
+        grads[beta] = out.grad[0, 0, 0].clone()
+    assert float(grads[0.0][1] / grads[0.0][0]) == pytest.approx(np.exp(-4.0), rel=1e-4)
+    assert float(grads[1.0][1] / grads[1.0][0]) == pytest.approx(1.0, rel=1e-4)
 
 
 def test_posterior_mean_closed_form() -> None:

@@ -90,6 +90,10 @@ class TrainConfig(_Strict):
     seed: int = Field(0, ge=0)
     augment: bool = True
     precision: Literal["float32", "bfloat16"] = "float32"
+    # Probabilistic variant: beta-NLL weight (Seitzer et al. 2022). 0 is the plain Gaussian
+    # NLL of PN2V; plain NLL diverged or biased the mean when retraining on smooth stage
+    # outputs (benchmarks/RESULTS.md), 0.5 keeps the same minimiser and trains stably.
+    nll_beta: float = Field(0.5, ge=0.0, le=1.0)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)
