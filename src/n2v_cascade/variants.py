@@ -128,9 +128,9 @@ class Probabilistic(Variant):
     """Probabilistic N2V: predicts mean and log-variance, Gaussian negative log-likelihood.
 
     With a masked backbone the NLL is taken on masked pixels; with the blind-spot
-    backbone (``backbone: blindspot``) on every pixel. ``nll_beta`` > 0 uses beta-NLL. The predicted variance is that of
-    the *noisy* value given its surroundings; the posterior mean (see
-    :func:`posterior_mean`) splits it into signal prior and noise.
+    backbone (``backbone: blindspot``) on every pixel; ``nll_beta`` > 0 uses beta-NLL.
+    The predicted variance is that of the *noisy* value given its surroundings; the
+    posterior mean (see :func:`posterior_mean`) splits it into signal prior and noise.
     """
 
     name = "probabilistic"
