@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from conftest import run_cli, tiny_config
-from n2v_cascade import cascade as cascade_mod
+from n2v_cascade import stages as stages_mod
 from n2v_cascade.cascade import (
     Cascade,
     GTFreeOptions,
@@ -34,13 +34,13 @@ def _tiny_cascade(stages=("structured", "probabilistic"), **kw) -> Cascade:
 def spy_train(monkeypatch):
     """Record every call of the training function made by the cascade."""
     calls: list[dict] = []
-    real = cascade_mod.train
+    real = stages_mod.train
 
     def spy(images, config, **kw):
         calls.append({"images": images, "config": config, **kw})
         return real(images, config, **kw)
 
-    monkeypatch.setattr(cascade_mod, "train", spy)
+    monkeypatch.setattr(stages_mod, "train", spy)
     return calls
 
 
@@ -111,7 +111,7 @@ def test_inference_only_applies_models_in_order(files, tmp_path, noisy_pair, cap
                progress=False)
     m2 = train(noisy, tiny_config(variant="structured", seed=3), output_dir=tmp_path / "m2",
                progress=False)
-    monkeypatch.setattr(cascade_mod, "train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(stages_mod, "train", lambda *a, **k: pytest.fail("trained"))
     out = tmp_path / "out"
     code, stdout, _ = run_cli(["cascade", str(noisy_path), "-o", str(out), "--inference-only",
                                "--models", f"{tmp_path / 'm1'},{tmp_path / 'm2'}",

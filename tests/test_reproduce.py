@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from n2v_cascade import cascade as cascade_mod
+from n2v_cascade import stages as stages_mod
 from n2v_cascade.cascade import GTFreeOptions
 from n2v_cascade.io import write_image
 from n2v_cascade.reproduce import reproduce, run_chains, run_label, tables
@@ -59,7 +59,7 @@ def test_tiny_reproduce_writes_tables_and_figure(clean_dir, tmp_path, monkeypatc
     assert "Spearman" in (out / "summary.md").read_text()
     # resume: every run is reused, nothing is trained again
     calls = []
-    monkeypatch.setattr(cascade_mod, "train", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(stages_mod, "train", lambda *a, **k: calls.append(1))
     again = reproduce([clean_dir], out, noises=["gaussian:25"], budget=TINY_BUDGET,
                       variants=["structured", "probabilistic"], crop=32, resume=True,
                       progress=False, gt_free=GT)

@@ -16,230 +16,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import __version__
-from .config import VARIANTS, TrainConfig, make_config
+from .config import TrainConfig
 from .errors import InputError, OutputExistsError
-from .io import atomic_write_text, read_image, write_image
-from .masking import replace_random_neighbour
+from .gtfree import GTFreeOptions, SelfSupervisedError, gt_free_errors
+from .io import atomic_write_text
 from .metrics import default_data_range, evaluate
-from .model import META, Model, load_images_arg
-from .train import CHECKPOINT, train
+from .model import Model, load_images_arg
+from .stages import (
+    Stage,
+    StageResult,
+    estimate_fn,
+    run_stage,
+    stage_config,
+    stage_dir_name,
+    stage_outputs,
+)
 
-STAGE_EPOCHS, RETRAIN_EPOCHS = 30, 10  # paper III.E: 30 epochs, 10 for retraining stages
 MANIFEST = "cascade.json"
-Stage = str | TrainConfig | Mapping[str, Any]
-Denoiser = Callable[[np.ndarray], np.ndarray]
-
-
-# --------------------------------------------------------------------------- GT-free estimate
-
-
-@dataclass(frozen=True)
-class GTFreeOptions:
-    """Masks of the GT-free estimate: ``n_masks`` disjoint grid phases of ``stride``."""
-
-    stride: int = 4
-    n_masks: int = 4
-    radius: int = 2
-    seed: int = 0
-
-
-class SelfSupervisedError:
-    """Ground-truth-free error of a chain of denoisers (Noise2Self, Batson & Royer 2019).
-
-    A grid of pixels of the *original* noisy image is hidden (replaced by a random
-    neighbour, as N2V masking does; stride > radius so no hidden value is copied), the
-    chain runs on the masked image, and the score is the mean squared difference between
-    the output and the original noisy values at the hidden pixels. The chain never sees a
-    hidden value, so for pixel-wise independent zero-mean noise the score's expectation is
-    true MSE + mean noise variance: it ranks stages like the true MSE. ``n_masks`` disjoint
-    phases cover more pixels. The estimate is of the chain applied to the masked image,
-    which differs from the unmasked run by a few copied pixels.
-    """
-
-    def __init__(self, images: Sequence[np.ndarray], options: GTFreeOptions | None = None):
-        opts = options or GTFreeOptions()
-        if opts.stride <= opts.radius or not 1 <= opts.n_masks <= opts.stride**2:
-            raise InputError(f"GT-free estimate: need stride > radius and 1 <= n_masks <= "
-                             f"stride**2, got {opts}")
-        self.options = opts
-        self.images = [np.asarray(im, np.float32) for im in images]
-        phases = np.random.default_rng(opts.seed).permutation(opts.stride**2)[: opts.n_masks]
-        gen = torch.Generator().manual_seed(opts.seed)
-        self.hidden: list[list[np.ndarray]] = []
-        self.states: list[list[np.ndarray]] = []
-        for phase in phases:
-            pairs = [self._mask(im, divmod(int(phase), opts.stride), gen) for im in self.images]
-            self.states.append([p[0] for p in pairs])
-            self.hidden.append([p[1] for p in pairs])
-
-    def _mask(self, image: np.ndarray, phase: tuple[int, int], gen: torch.Generator):
-        x = torch.from_numpy(image.reshape(-1, 1, *image.shape[-2:]).copy())
-        mask = torch.zeros(x.shape, dtype=torch.bool)
-        mask[..., phase[0]:: self.options.stride, phase[1]:: self.options.stride] = True
-        masked = replace_random_neighbour(x, mask, self.options.radius, gen)
-        return masked.numpy().reshape(image.shape), mask.numpy().reshape(image.shape)
-
-    def evaluate(self, fn: Denoiser) -> tuple[float, list[list[np.ndarray]]]:
-        """Score of ``fn`` applied after the committed chain, and the new masked outputs."""
-        new = [[np.asarray(fn(x), np.float32) for x in row] for row in self.states]
-        total, count = 0.0, 0
-        for outs, hidden in zip(new, self.hidden, strict=True):
-            for out, img, hid in zip(outs, self.images, hidden, strict=True):
-                diff = out[hid].astype(np.float64) - img[hid]
-                total, count = total + float(diff @ diff), count + int(hid.sum())
-        return total / count, new
-
-    def commit(self, states: list[list[np.ndarray]]) -> None:
-        """Make ``states`` (from :meth:`evaluate`) the chain that the next stage follows."""
-        self.states = states
-
-    def push(self, fn: Denoiser) -> float:
-        """Append ``fn`` to the chain and return its score."""
-        score, states = self.evaluate(fn)
-        self.commit(states)
-        return score
-
-
-def gt_free_errors(images: Sequence[np.ndarray], stages: Sequence[Denoiser],
-                   options: GTFreeOptions | None = None) -> list[float]:
-    """GT-free score of each prefix of the chain ``stages`` (see :class:`SelfSupervisedError`)."""
-    tracker = SelfSupervisedError(images, options)
-    return [tracker.push(fn) for fn in stages]
-
-
-# --------------------------------------------------------------------------- stage configs
-
-
-def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``extra``, nested mappings (mask, network) merged key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_values(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _values(config: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Explicitly chosen settings (variant-implied defaults are left to each stage)."""
-    if config is None:
-        return {}
-    if isinstance(config, TrainConfig):
-        return config.model_dump(mode="json", exclude_unset=True)
-    return dict(config)
-
-
-def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = None, *,
-                 epochs: int | None = None, retrain_epochs: int | None = None) -> TrainConfig:
-    """Config of stage ``index`` (0-based) from a variant name, mapping or full config.
-
-    Precedence: ``epochs`` (first stage) / ``retrain_epochs`` (later stages) if given,
-    then the stage's own values, then ``base``; a base ``epochs`` only sets the first
-    stage, retraining stages default to 10 (paper III.E). Stages without their own seed
-    get ``base seed + index``, so stage k of every cascade is trained alike.
-    """
-    common = _values(base)
-    if isinstance(stage, str):
-        if stage not in VARIANTS:
-            raise InputError(f"stages: unknown variant {stage!r} (choose from "
-                             f"{', '.join(VARIANTS)})")
-        own: dict[str, Any] = {"variant": stage}
-    elif isinstance(stage, TrainConfig):
-        own = stage.model_dump(mode="json")
-    elif isinstance(stage, Mapping):
-        own = dict(stage)
-    else:
-        raise InputError(f"stages: expected a variant name, mapping or TrainConfig, "
-                         f"got {type(stage).__name__}")
-    values = merge_values(common, own)
-    default = (common.get("epochs", STAGE_EPOCHS) if index == 0 else RETRAIN_EPOCHS)
-    given = epochs if index == 0 else retrain_epochs
-    values["epochs"] = given if given is not None else own.get("epochs", default)
-    if "seed" not in own:
-        values["seed"] = int(common.get("seed", 0)) + index
-    return make_config(f"stage {index + 1}", **values)
-
-
-def stage_dir_name(index: int, variant: str) -> str:
-    """``stage1-structured`` for stage index 0."""
-    return f"stage{index + 1}-{variant}"
-
-
-# --------------------------------------------------------------------------- one stage
-
-
-@dataclass
-class StageResult:
-    """A stage's model and its outputs on the stage's input images."""
-
-    model: Model
-    outputs: list[np.ndarray]
-    stds: list[np.ndarray] | None
-    trained: bool  # False when a finished model was reused
-    seconds: float  # wall time of this call
-
-
-def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = False
-                  ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """Denoise with one model; probabilistic models also give the predicted signal std."""
-    if not model.variant.probabilistic:
-        return [model.denoise(im) for im in images], None
-    pairs = [model.denoise(im, posterior=posterior, return_std=True) for im in images]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def estimate_fn(model: Model) -> Denoiser:
-    """What the GT-free estimate runs for a stage: the output passed on (prior mean)."""
-    return lambda x: model.denoise(x)
-
-
-def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
-              names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
-              resume: bool = False, overwrite: bool = False, progress: bool = True,
-              reuse_outputs: bool = False) -> StageResult:
-    """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
-
-    ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
-    ``<name>_std.tif`` the uncertainty of probabilistic stages (nothing is written
-    without ``stage_dir``). With ``resume`` a complete model with the same config is
-    loaded instead of retrained, a checkpoint is continued, and outputs are read back
-    when ``reuse_outputs`` and all are present.
-    """
-    t0 = time.perf_counter()
-    model_dir = stage_dir / "model" if stage_dir is not None else None
-    trained = model is None
-    if model is None and resume and model_dir is not None and (model_dir / META).is_file():
-        model, trained = Model.load(model_dir), False
-        if model.config.model_dump(mode="json") != config.model_dump(mode="json"):
-            raise InputError(f"{model_dir}: holds a model trained with a different config; "
-                             f"use --overwrite to retrain")
-    elif model is None:
-        again = resume and model_dir is not None and (model_dir / CHECKPOINT).is_file()
-        model = train(list(images), config, output_dir=model_dir, resume=again,
-                      overwrite=overwrite or resume, progress=progress)
-    paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
-    std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
-                 if model.variant.probabilistic]
-    if not trained and reuse_outputs and all(p.is_file() for p in [*paths, *std_paths]):
-        outs = [read_image(p, allow_constant=True) for p in paths]
-        stds = [read_image(p, allow_constant=True) for p in std_paths] or None
-    else:
-        outs, stds = stage_outputs(model, images, posterior)
-        for path, img in zip(paths + std_paths, outs + (stds or []) if paths else [],
-                             strict=True):
-            write_image(path, img, overwrite=overwrite or resume)
-    return StageResult(model, outs, stds, trained, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- inputs

@@ -98,7 +98,8 @@ def cascade(
     quiet: Quiet = False,
 ) -> None:
     """Progressive retraining: train each stage on the previous stage's output (paper III.D)."""
-    from .cascade import Cascade, merge_values
+    from .cascade import Cascade
+    from .stages import merge_values
 
     if models is not None and not inference_only:
         raise InputError("--models: only used with --inference-only")

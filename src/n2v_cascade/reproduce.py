@@ -20,20 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .cascade import (
-    GTFreeOptions,
-    SelfSupervisedError,
-    digest,
-    estimate_fn,
-    image_names,
-    jsonable,
-    merge_values,
-    run_stage,
-    score,
-    stage_config,
-)
+from .cascade import digest, image_names, jsonable, score
 from .errors import InputError, OutputExistsError
+from .gtfree import GTFreeOptions, SelfSupervisedError
 from .io import atomic_write_text, read_images, write_image
+from .stages import estimate_fn, merge_values, run_stage, stage_config
 
 PAPER_VARIANTS = ("n2v", "structured", "blindspot", "probabilistic")
 DEFAULT_NOISES = ("gaussian:25", "poisson:30")

@@ -1,0 +1,150 @@
+"""One cascade stage: its config (paper defaults, per-stage overrides), training, outputs.
+
+Kept apart from :mod:`.cascade` so the orchestration there stays short; the names are
+re-exported by :mod:`.cascade`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import VARIANTS, TrainConfig, make_config
+from .errors import InputError
+from .gtfree import Denoiser
+from .io import read_image, write_image
+from .model import META, Model
+from .train import CHECKPOINT, train
+
+STAGE_EPOCHS, RETRAIN_EPOCHS = 30, 10  # paper III.E: 30 epochs, 10 for retraining stages
+Stage = str | TrainConfig | Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------- stage configs
+
+
+def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested mappings (mask, network) merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_values(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _values(config: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Explicitly chosen settings (variant-implied defaults are left to each stage)."""
+    if config is None:
+        return {}
+    if isinstance(config, TrainConfig):
+        return config.model_dump(mode="json", exclude_unset=True)
+    return dict(config)
+
+
+def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = None, *,
+                 epochs: int | None = None, retrain_epochs: int | None = None) -> TrainConfig:
+    """Config of stage ``index`` (0-based) from a variant name, mapping or full config.
+
+    Precedence: ``epochs`` (first stage) / ``retrain_epochs`` (later stages) if given,
+    then the stage's own values, then ``base``; a base ``epochs`` only sets the first
+    stage, retraining stages default to 10 (paper III.E). Stages without their own seed
+    get ``base seed + index``, so stage k of every cascade is trained alike.
+    """
+    common = _values(base)
+    if isinstance(stage, str):
+        if stage not in VARIANTS:
+            raise InputError(f"stages: unknown variant {stage!r} (choose from "
+                             f"{', '.join(VARIANTS)})")
+        own: dict[str, Any] = {"variant": stage}
+    elif isinstance(stage, TrainConfig):
+        own = stage.model_dump(mode="json")
+    elif isinstance(stage, Mapping):
+        own = dict(stage)
+    else:
+        raise InputError(f"stages: expected a variant name, mapping or TrainConfig, "
+                         f"got {type(stage).__name__}")
+    values = merge_values(common, own)
+    default = (common.get("epochs", STAGE_EPOCHS) if index == 0 else RETRAIN_EPOCHS)
+    given = epochs if index == 0 else retrain_epochs
+    values["epochs"] = given if given is not None else own.get("epochs", default)
+    if "seed" not in own:
+        values["seed"] = int(common.get("seed", 0)) + index
+    return make_config(f"stage {index + 1}", **values)
+
+
+def stage_dir_name(index: int, variant: str) -> str:
+    """``stage1-structured`` for stage index 0."""
+    return f"stage{index + 1}-{variant}"
+
+
+# --------------------------------------------------------------------------- one stage
+
+
+@dataclass
+class StageResult:
+    """A stage's model and its outputs on the stage's input images."""
+
+    model: Model
+    outputs: list[np.ndarray]
+    stds: list[np.ndarray] | None
+    trained: bool  # False when a finished model was reused
+    seconds: float  # wall time of this call
+
+
+def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = False
+                  ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Denoise with one model; probabilistic models also give the predicted signal std."""
+    if not model.variant.probabilistic:
+        return [model.denoise(im) for im in images], None
+    pairs = [model.denoise(im, posterior=posterior, return_std=True) for im in images]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def estimate_fn(model: Model) -> Denoiser:
+    """What the GT-free estimate runs for a stage: the output passed on (prior mean)."""
+    return lambda x: model.denoise(x)
+
+
+def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
+              names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
+              resume: bool = False, overwrite: bool = False, progress: bool = True,
+              reuse_outputs: bool = False) -> StageResult:
+    """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
+
+    ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
+    ``<name>_std.tif`` the uncertainty of probabilistic stages (nothing is written
+    without ``stage_dir``). With ``resume`` a complete model with the same config is
+    loaded instead of retrained, a checkpoint is continued, and outputs are read back
+    when ``reuse_outputs`` and all are present.
+    """
+    t0 = time.perf_counter()
+    model_dir = stage_dir / "model" if stage_dir is not None else None
+    trained = model is None
+    if model is None and resume and model_dir is not None and (model_dir / META).is_file():
+        model, trained = Model.load(model_dir), False
+        if model.config.model_dump(mode="json") != config.model_dump(mode="json"):
+            raise InputError(f"{model_dir}: holds a model trained with a different config; "
+                             f"use --overwrite to retrain")
+    elif model is None:
+        again = resume and model_dir is not None and (model_dir / CHECKPOINT).is_file()
+        model = train(list(images), config, output_dir=model_dir, resume=again,
+                      overwrite=overwrite or resume, progress=progress)
+    paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
+    std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
+                 if model.variant.probabilistic]
+    if not trained and reuse_outputs and all(p.is_file() for p in [*paths, *std_paths]):
+        outs = [read_image(p, allow_constant=True) for p in paths]
+        stds = [read_image(p, allow_constant=True) for p in std_paths] or None
+    else:
+        outs, stds = stage_outputs(model, images, posterior)
+        for path, img in zip(paths + std_paths, outs + (stds or []) if paths else [],
+                             strict=True):
+            write_image(path, img, overwrite=overwrite or resume)
+    return StageResult(model, outs, stds, trained, time.perf_counter() - t0)
