@@ -85,3 +85,21 @@ def test_divergence_stops_with_epoch_and_keeps_checkpoint(noisy_pair, tmp_path,
     saved = torch.load(tmp_path / "d" / CHECKPOINT, weights_only=False)
     assert saved["state"]["epoch"] == 1
     assert all(np.isfinite(h["train_loss"]) for h in saved["state"]["history"])
+
+
+def test_noise_model_error_names_the_file(tmp_path) -> None:
+    # a probabilistic model estimates its noise model per file; a file too small for
+    # the Poisson-Gaussian fit must be named, and nothing may be written
+    from n2v_cascade.errors import InputError
+    from n2v_cascade.io import write_image
+
+    rng = np.random.default_rng(0)
+    big, small = tmp_path / "big.tif", tmp_path / "small.tif"
+    write_image(big, rng.normal(100, 10, (64, 64)).astype(np.float32))
+    write_image(small, rng.normal(100, 10, (16, 24)).astype(np.float32))
+    cfg = tiny_config(variant="probabilistic", noise_model={"kind": "poisson-gaussian"},
+                      val_fraction=0.0)
+    out = tmp_path / "model"
+    with pytest.raises(InputError, match=r"small\.tif: .*too small to fit a noise model"):
+        train([str(big), str(small)], cfg, output_dir=out, progress=False)
+    assert not out.exists()

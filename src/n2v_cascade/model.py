@@ -253,20 +253,34 @@ def _probe_radius(network: nn.Module, div: int, size: int | None = None) -> int:
             size *= 2
 
 
-def estimate_noise_model(slices: Sequence[np.ndarray], cfg: NoiseModelConfig) -> dict:
-    """The noise model in image units: given values, or estimated from the noisy data."""
+def estimate_noise_model(slices: Sequence[np.ndarray], cfg: NoiseModelConfig,
+                         names: Sequence[str] | None = None) -> dict:
+    """The noise model in image units: given values, or estimated from the noisy data.
+
+    ``names`` (one per slice) name the file in the error when a slice cannot be used.
+    """
     from .noise import estimate_gaussian_sigma, estimate_poisson_gaussian
+
+    def each(fn) -> list:
+        out = []
+        for i, s in enumerate(slices):
+            try:
+                out.append(fn(s))
+            except InputError as exc:
+                name = names[i] if names is not None else f"image {i}"
+                raise InputError(f"{name}: {exc}") from None
+        return out
 
     if cfg.kind == "poisson-gaussian":
         a, b = cfg.a, cfg.b
         if a is None or b is None:
-            fits = np.array([estimate_poisson_gaussian(s) for s in slices])
+            fits = np.array(each(estimate_poisson_gaussian))
             a = float(np.median(fits[:, 0])) if a is None else a
             b = float(np.median(fits[:, 1])) if b is None else b
         return {"kind": "poisson-gaussian", "a": float(a), "b": float(b)}
     sigma = cfg.sigma
     if sigma is None:
-        sigma = float(np.median([estimate_gaussian_sigma(s) for s in slices]))
+        sigma = float(np.median(each(estimate_gaussian_sigma)))
     return {"kind": "gaussian", "sigma": float(sigma)}
 
 

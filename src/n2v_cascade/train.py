@@ -76,7 +76,8 @@ def train(
     sampler = PatchSampler(split.train, config.patch_size, augment=config.augment)
     steps = config.steps_per_epoch or default_steps_per_epoch(
         sampler.n_pixels, config.patch_size, config.batch_size)
-    noise = estimate_noise_model(raw, config.noise_model) if variant.probabilistic else None
+    noise = (estimate_noise_model(raw, config.noise_model, names) if variant.probabilistic
+             else None)
     _claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
 
     torch.manual_seed(config.seed)
