@@ -103,3 +103,24 @@ def test_noise_model_error_names_the_file(tmp_path) -> None:
     with pytest.raises(InputError, match=r"small\.tif: .*too small to fit a noise model"):
         train([str(big), str(small)], cfg, output_dir=out, progress=False)
     assert not out.exists()
+
+
+def test_resume_with_more_epochs_equals_one_longer_run(noisy_pair, tmp_path) -> None:
+    # "train longer": a finished 2-epoch run resumed to 4 epochs must give the weights of
+    # a 4-epoch run; fewer epochs than already trained, or any other change, is refused
+    from n2v_cascade.errors import InputError
+
+    _, noisy = noisy_pair
+    long = train(noisy, tiny_config(epochs=4, steps_per_epoch=3), progress=False)
+    train(noisy, tiny_config(epochs=2, steps_per_epoch=3), output_dir=tmp_path / "m",
+          progress=False)
+    with pytest.raises(InputError, match="already trained 2 epochs"):
+        train(noisy, tiny_config(epochs=1, steps_per_epoch=3), output_dir=tmp_path / "m",
+              resume=True, progress=False)
+    with pytest.raises(InputError, match=r"different config \(learning_rate\)"):
+        train(noisy, tiny_config(epochs=4, steps_per_epoch=3, learning_rate=0.01),
+              output_dir=tmp_path / "m", resume=True, progress=False)
+    resumed = train(noisy, tiny_config(epochs=4, steps_per_epoch=3),
+                    output_dir=tmp_path / "m", resume=True, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_weights(long), _weights(resumed), strict=True))
+    assert len(resumed.history) == 4 and resumed.config.epochs == 4

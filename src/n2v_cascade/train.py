@@ -262,9 +262,16 @@ def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, genera
         generator.set_state(payload["generator"])
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
         raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
-    if saved != config.model_dump(mode="json"):
-        diff = sorted(k for k in saved if saved[k] != config.model_dump(mode="json").get(k))
+    # Only ``epochs`` may change: the learning rate is constant, so continuing a run to
+    # more epochs gives exactly the weights of a run asked for that many epochs at once.
+    current = config.model_dump(mode="json")
+    diff = sorted(k for k in saved if k != "epochs" and saved[k] != current.get(k))
+    if diff:
         raise InputError(f"{path}: checkpoint was made with a different config ({', '.join(diff)})")
+    done = int(payload["state"]["epoch"])
+    if config.epochs < done:
+        raise InputError(f"{path}: checkpoint has already trained {done} epochs; "
+                         f"epochs must be at least {done} to resume (got {config.epochs})")
     return payload["state"]
 
 
