@@ -160,3 +160,11 @@ def test_posterior_beats_prior_on_toy_problem() -> None:
     mse_post = np.mean((post - clean) ** 2)
     assert mse_post == pytest.approx(0.2, rel=0.03)  # Bayes MSE = 1*0.25/1.25
     assert mse_post < np.mean(clean ** 2)  # better than the prior mean (MSE 1)
+
+
+def test_nll_beta_defaults_follow_the_backbone() -> None:
+    # plain NLL for the blind-spot backbone (calibrated variance for the posterior),
+    # beta-NLL 0.5 for the masked U-Net (stable on smooth retraining inputs); explicit wins
+    assert _config("probabilistic").resolved_nll_beta == 0.5
+    assert _config("probabilistic", backbone="blindspot").resolved_nll_beta == 0.0
+    assert _config("probabilistic", backbone="blindspot", nll_beta=1.0).resolved_nll_beta == 1.0

@@ -90,10 +90,11 @@ class TrainConfig(_Strict):
     seed: int = Field(0, ge=0)
     augment: bool = True
     precision: Literal["float32", "bfloat16"] = "float32"
-    # Probabilistic variant: beta-NLL weight (Seitzer et al. 2022). 0 is the plain Gaussian
-    # NLL of PN2V; plain NLL diverged or biased the mean when retraining on smooth stage
-    # outputs (benchmarks/RESULTS.md), 0.5 keeps the same minimiser and trains stably.
-    nll_beta: float = Field(0.5, ge=0.0, le=1.0)
+    # Probabilistic variant: beta of beta-NLL (Seitzer et al. 2022); 0 is PN2V's plain
+    # Gaussian NLL. None: 0 with the blind-spot backbone (plain NLL keeps the variance
+    # calibrated, which the posterior mean needs), 0.5 with the masked U-Net (plain NLL
+    # diverged there when retraining on smooth stage outputs). See benchmarks/RESULTS.md.
+    nll_beta: float | None = Field(None, ge=0.0, le=1.0)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)
@@ -122,6 +123,13 @@ class TrainConfig(_Strict):
         if self.backbone is not None:
             return self.backbone
         return "blindspot" if self.variant == "blindspot" else "unet"
+
+    @property
+    def resolved_nll_beta(self) -> float:
+        """beta-NLL weight actually used: explicit, or the backbone's default."""
+        if self.nll_beta is not None:
+            return self.nll_beta
+        return 0.0 if self.resolved_backbone == "blindspot" else 0.5
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

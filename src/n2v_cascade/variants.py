@@ -128,7 +128,7 @@ class Probabilistic(Variant):
     """Probabilistic N2V: predicts mean and log-variance, Gaussian negative log-likelihood.
 
     With a masked backbone the NLL is taken on masked pixels; with the blind-spot
-    backbone (``backbone: blindspot``) on every pixel; ``nll_beta`` > 0 uses beta-NLL.
+    backbone (``backbone: blindspot``) on every pixel; see ``TrainConfig.nll_beta``.
     The predicted variance is that of the *noisy* value given its surroundings; the
     posterior mean (see :func:`posterior_mean`) splits it into signal prior and noise.
     """
@@ -147,11 +147,11 @@ class Probabilistic(Variant):
         mean = output[:, :1]
         logvar = output[:, 1:2].clamp(LOGVAR_MIN, LOGVAR_MAX)
         nll = 0.5 * (logvar + (target - mean) ** 2 * torch.exp(-logvar) + math.log(2 * math.pi))
-        beta = self.config.nll_beta
+        beta = self.config.resolved_nll_beta
         if beta > 0:
-            # beta-NLL: weight each pixel by var**beta, held constant for the gradient, so
-            # pixels with a large predicted variance still pull on the mean. The per-pixel
-            # minimiser (true mean and variance) is unchanged.
+            # beta-NLL (Seitzer et al. 2022): weight each pixel by var**beta, held constant
+            # for the gradient, so a pixel whose variance collapsed cannot dominate the
+            # mean's gradient. The per-pixel minimiser (true mean and variance) is unchanged.
             nll = nll * torch.exp(beta * logvar).detach()
         return _masked_mean(nll, mask)
 
