@@ -28,7 +28,7 @@ def score(ds: Dataset, outputs: list[np.ndarray]) -> dict:
 
 
 def run_dataset(ds: Dataset, budget: float, variants: list[str], log: Log,
-                precision: str = "bfloat16") -> list[dict]:
+                precision: str = "bfloat16", with_baselines: bool = True) -> list[dict]:
     """All rows (noisy, variants, baselines) of one data set."""
     rows = [{"method": "noisy input", "kind": "input", **score(ds, ds.noisy)}]
     for key in variants:
@@ -47,7 +47,7 @@ def run_dataset(ds: Dataset, budget: float, variants: list[str], log: Log,
             rows.append({"method": recipe.label + " - posterior mean", **base, "predict_s": sec,
                          "noise_model": model.noise, **score(ds, out)})
             log(f"  {ds.name} {rows[-1]['method']}: {rows[-1]['psnr']:.2f} dB")
-    for name, fn in baselines(ds).items():
+    for name, fn in (baselines(ds) if with_baselines else {}).items():
         out, sec = run_baseline(fn, ds.noisy)
         rows.append({"method": name, "kind": "classical", "predict_s": sec, **score(ds, out)})
         log(f"  {ds.name} {name}: {rows[-1]['psnr']:.2f} dB ({sec:.1f} s)")

@@ -55,9 +55,20 @@ def resolve_threads(value: str) -> int:
     return cores if os.getloadavg()[0] < 0.5 else max(1, cores - 1)
 
 
-def run_quality(cfg: dict, args, previous: dict, save) -> dict:
+def run_quality(cfg: dict, args, previous: dict, save, stored: dict | None = None) -> dict:
+    """Quality section. With ``--recipes`` only those variants are (re)trained and their
+    rows replace the same variants' rows of the ``stored`` section (same budget)."""
     quick = cfg["quick"]
     budget = args.budget or cfg["budget"]
+    recipes = [r for r in getattr(args, "recipes", "").split(",") if r]
+    if recipes:
+        unknown = set(recipes) - set(quality.RECIPES)
+        if unknown:
+            raise SystemExit(f"--recipes: unknown {sorted(unknown)}; known: "
+                             f"{list(quality.RECIPES)}")
+        if not stored or stored.get("budget_s") != budget:
+            raise SystemExit("--recipes needs a stored quality section with the same budget")
+        return _rerun_recipes(quick, stored, recipes, budget, save)
     out = {"budget_s": budget, "precision": "bfloat16", "datasets": [],
            "recipe": "depth 3, width 32, growth 1, 64x64 patches, batch 8, Adam lr 1e-3, "
                      "no validation split"}
@@ -93,6 +104,29 @@ def run_quality(cfg: dict, args, previous: dict, save) -> dict:
         log("quality: bfloat16 vs float32 check")
         out["precision_check"] = {"dataset": bsd.name, "rows": quality.precision_check(
             bsd, budget, list(PRECISION_CHECK), log)}
+    return out
+
+
+def _rerun_recipes(quick: bool, stored: dict, recipes: list[str], budget: float, save) -> dict:
+    """Retrain only ``recipes`` on the stored data sets; replace their rows in place."""
+    out = json.loads(json.dumps({k: v for k, v in stored.items() if k != "meta"}))
+    by_name = {d.name: d for d in datasets.load_all(quick)}
+    for entry in out["datasets"]:
+        ds = by_name[entry["name"]]
+        log(f"quality: {ds.name}: retraining {recipes}")
+        new = quality.run_dataset(ds, budget, recipes, log, with_baselines=False)[1:]
+        rows, placed = [], False
+        for row in entry["rows"]:
+            if row.get("variant") in recipes:
+                if not placed:
+                    rows.extend(new)
+                    placed = True
+                continue
+            rows.append(row)
+        entry["rows"] = rows if placed else rows + new
+        entry.setdefault("rerun", []).append({"recipes": recipes, "date": time.strftime(
+            "%Y-%m-%d %H:%M"), "command": " ".join(sys.argv)})
+        save(out)
     return out
 
 
@@ -230,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", default="",
                         help="comma-separated quality data sets (default: all of the suite); "
                              "skips the precision check")
+    parser.add_argument("--recipes", default="",
+                        help="comma-separated variants to retrain in the quality section; "
+                             "their rows replace those of the stored run (same budget)")
     parser.add_argument("--budget", type=float, default=None,
                         help="training seconds per variant in the quality section")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
@@ -272,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
             args.results.write_text(json.dumps(results, indent=1, default=float) + "\n")
 
         if name == "quality":
-            data = run_quality(cfg, args, previous, save)
+            data = run_quality(cfg, args, previous, save,
+                               stored=results["sections"].get("quality"))
         elif name == "time-to-quality":
             data = run_ttq(cfg, args, results, previous, save)
         elif name == "speed":
