@@ -62,6 +62,9 @@ def quality_lines(sec: dict) -> list[str]:
                  _f(r.get("predict_s"), ".1f")] for r in ds["rows"]]
         out += _table(["method", "PSNR (dB)", "SSIM", "train s", "train wall s", "steps",
                        "predict wall s"], rows)
+        for rerun in ds.get("rerun", []):
+            out += [f"*Rows of {', '.join(rerun['recipes'])} retrained {rerun['date']} "
+                    f"(`{rerun['command']}`), same budget and data.*", ""]
     pc = sec.get("precision_check")
     if pc:
         out += [f"**bfloat16 check** ({pc['dataset']}): the bf16 run uses the budget, the "
