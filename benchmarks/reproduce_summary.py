@@ -54,6 +54,23 @@ def rows(name: str, data: dict) -> list[str]:
     return out
 
 
+def pass_rows(name: str, data: dict) -> list[str]:
+    """Per variant: PSNR of passes 1-3, and the change from pass 1 to the best later pass."""
+    out = []
+    for noise, res in data["noise"].items():
+        by_chain = {r["chain"]: r for r in res["runs"]}
+        cells = []
+        for v in data["variants"]:
+            p = [by_chain.get("+".join([v] * k)) for k in (1, 2, 3)]
+            if None in p:
+                continue
+            delta = max(p[1]["psnr"], p[2]["psnr"]) - p[0]["psnr"]
+            cells.append(f"{p[0]['psnr']:.2f} / {p[1]['psnr']:.2f} / {p[2]['psnr']:.2f} "
+                         f"({delta:+.2f})")
+        out.append(f"| {name} | {noise} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     print("| data | noise | noisy | best 1st stage | best 2nd pass | best 3rd pass | "
@@ -63,6 +80,17 @@ def main(argv: list[str] | None = None) -> None:
         name, _, folder = arg.partition("=")
         data = json.loads((Path(folder) / "reproduce.json").read_text())
         print("\n".join(rows(name, data)))
+    print()
+    variants = None
+    for arg in args:
+        name, _, folder = arg.partition("=")
+        data = json.loads((Path(folder) / "reproduce.json").read_text())
+        if variants is None:
+            variants = data["variants"]
+            print("| data | noise | " + " | ".join(f"{v}: pass 1 / 2 / 3 (best later - 1st)"
+                                                    for v in variants) + " |")
+            print("| --- | --- |" + " --- |" * len(variants))
+        print("\n".join(pass_rows(name, data)))
 
 
 if __name__ == "__main__":
