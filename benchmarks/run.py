@@ -68,7 +68,8 @@ def run_quality(cfg: dict, args, previous: dict, save, stored: dict | None = Non
                              f"{list(quality.RECIPES)}")
         if not stored or stored.get("budget_s") != budget:
             raise SystemExit("--recipes needs a stored quality section with the same budget")
-        return _rerun_recipes(quick, stored, recipes, budget, save)
+        only = [d for d in getattr(args, "datasets", "").split(",") if d]
+        return _rerun_recipes(quick, stored, recipes, budget, save, only)
     out = {"budget_s": budget, "precision": "bfloat16", "datasets": [],
            "recipe": "depth 3, width 32, growth 1, 64x64 patches, batch 8, Adam lr 1e-3, "
                      "no validation split"}
@@ -107,11 +108,15 @@ def run_quality(cfg: dict, args, previous: dict, save, stored: dict | None = Non
     return out
 
 
-def _rerun_recipes(quick: bool, stored: dict, recipes: list[str], budget: float, save) -> dict:
-    """Retrain only ``recipes`` on the stored data sets; replace their rows in place."""
+def _rerun_recipes(quick: bool, stored: dict, recipes: list[str], budget: float, save,
+                   only: list[str]) -> dict:
+    """Retrain ``recipes`` on the stored data sets (``only`` these, if given); replace
+    their rows in place."""
     out = json.loads(json.dumps({k: v for k, v in stored.items() if k != "meta"}))
     by_name = {d.name: d for d in datasets.load_all(quick)}
     for entry in out["datasets"]:
+        if only and entry["name"] not in only:
+            continue
         ds = by_name[entry["name"]]
         log(f"quality: {ds.name}: retraining {recipes}")
         new = quality.run_dataset(ds, budget, recipes, log, with_baselines=False)[1:]

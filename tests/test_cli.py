@@ -224,3 +224,32 @@ def test_overwrite_replaces_outputs(tmp_path: Path, prob_model, capsys) -> None:
     code, _, err = run_cli([*args, "--overwrite"], capsys)
     assert code == 0, err
     assert read_image(tmp_path / "y.tif").shape == (48, 48)
+
+
+@pytest.mark.filterwarnings("ignore:posterior mean with a masked U-Net")
+def test_noise_per_image_estimates_on_each_image(tmp_path: Path, prob_model, capsys) -> None:
+    # images from another microscope: the posterior must use that image's noise level,
+    # not the one stored from the training data
+    from n2v_cascade.errors import InputError
+    from n2v_cascade.model import Model
+    from n2v_cascade.noise import estimate_gaussian_sigma
+
+    rng = np.random.default_rng(3)
+    clean = np.tile(np.linspace(50, 150, 48, dtype=np.float32), (48, 1))
+    image = (clean + rng.normal(0, 40, clean.shape)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "other.tif", image)
+    model = Model.load(prob_model)
+    sigma = estimate_gaussian_sigma(image)
+    assert abs(sigma - 40) < 4 and abs(model.noise["sigma"] - 40) > 10  # the test's premise
+    code, _, err = run_cli(["denoise", str(tmp_path / "other.tif"), "-m", str(prob_model),
+                            "-o", str(tmp_path / "post.tif"), "-q", "--posterior",
+                            "--noise-per-image"], capsys)
+    assert code == 0, err
+    expected = model.denoise(image, posterior=True,
+                             noise_model={"kind": "gaussian", "sigma": sigma})
+    stored = model.denoise(image, posterior=True)
+    got = read_image(tmp_path / "post.tif")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    assert np.abs(got - stored).max() > 1.0
+    with pytest.raises(InputError, match="noise_model must be"):
+        model.denoise(image, posterior=True, noise_model="guess")

@@ -38,7 +38,8 @@ def _sibling(path: Path, tag: str) -> Path:
 
 def denoise_files(
     model, sources: Sequence[Path], output: Path, *, overwrite: bool = False,
-    progress: bool = True, posterior: bool = False, uncertainty: bool = False, **predict_kw,
+    progress: bool = True, posterior: bool = False, uncertainty: bool = False,
+    noise_model: str = "stored", **predict_kw,
 ) -> list[tuple[Path, str]]:
     """Denoise every image under ``sources``; return (file, problem) for each failure.
 
@@ -72,7 +73,7 @@ def denoise_files(
             image = read_image(src)
             if uncertainty or posterior:
                 mean, std = model.denoise(image, posterior=posterior, return_std=True,
-                                          **predict_kw)
+                                          noise_model=noise_model, **predict_kw)
             else:
                 mean, std = model.denoise(image, **predict_kw), None
             write_image(out, mean, overwrite=overwrite, protect=protect)

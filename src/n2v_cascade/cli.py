@@ -153,6 +153,7 @@ def denoise(
     tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations.")] = False,
     posterior: Annotated[bool, typer.Option("--posterior", help="Posterior mean (probabilistic models).")] = False,
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write *_std.tif (probabilistic models).")] = False,
+    noise_per_image: Annotated[bool, typer.Option("--noise-per-image", help="Estimate the noise model on each image instead of using the one stored with the model (images from different microscopes).")] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -168,7 +169,7 @@ def denoise(
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
-        tta=tta)
+        tta=tta, noise_model="image" if noise_per_image else "stored")
     if failed:
         raise typer.Exit(2)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,13 +101,16 @@ class Model:
 
     def denoise(
         self, image: np.ndarray, *, posterior: bool = False, return_std: bool = False,
-        **kwargs,
+        noise_model: str | Mapping[str, Any] = "stored", **kwargs,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Denoise a YX image or SYX stack (image units in, image units out).
 
-        ``posterior`` (probabilistic models) combines the predicted prior with the
-        stored noise model and the observed pixel to return the posterior mean.
-        ``return_std`` also returns the per-pixel standard deviation of the estimate.
+        ``posterior`` (probabilistic models) combines the predicted prior with a noise
+        model and the observed pixel to return the posterior mean. ``noise_model`` is
+        ``"stored"`` (estimated on the training data), ``"image"`` (estimated on this
+        image: for data from several microscopes, whose noise differs), or a mapping
+        like the stored one. ``return_std`` also returns the per-pixel standard
+        deviation of the estimate.
         """
         image = _as_float_image(image)
         est = self.predict(image, **kwargs)
@@ -116,7 +120,7 @@ class Model:
                     f"variant {self.config.variant!r} predicts no variance; posterior and "
                     f"uncertainty need --variant probabilistic")
             return est["mean"]
-        noise_var = self.noise_variance(est["mean"])
+        noise_var = self.noise_variance(est["mean"], self._noise_for(image, noise_model))
         if posterior and self.config.resolved_backbone != "blindspot":
             warnings.warn(
                 "posterior mean with a masked U-Net backbone: the network saw each pixel at "
@@ -129,11 +133,22 @@ class Model:
             std = np.sqrt(np.maximum(est["var"] - noise_var, 0)).astype(np.float32)
         return (mean, std) if return_std else mean
 
-    def noise_variance(self, signal: np.ndarray) -> np.ndarray:
-        """Per-pixel noise variance from the stored noise model (image units)."""
+    def _noise_for(self, image: np.ndarray, choice: str | Mapping[str, Any]) -> dict | None:
+        if isinstance(choice, Mapping):
+            return dict(choice)
+        if choice == "stored":
+            return self.noise
+        if choice == "image":
+            slices = [image] if image.ndim == 2 else list(image)
+            return estimate_noise_model(slices, self.config.noise_model)
+        raise InputError(f"noise_model must be 'stored', 'image' or a mapping, got {choice!r}")
+
+    def noise_variance(self, signal: np.ndarray, noise: Mapping[str, Any] | None = None
+                       ) -> np.ndarray:
+        """Per-pixel noise variance (image units) from ``noise`` or the stored noise model."""
         from .noise import noise_variance
 
-        nm = self.noise or {}
+        nm = dict(noise) if noise is not None else (self.noise or {})
         if nm.get("kind") == "poisson-gaussian":
             return noise_variance(signal, nm["a"], nm["b"]).astype(np.float32)
         return np.full(signal.shape, nm.get("sigma", 0.0) ** 2, np.float32)
