@@ -227,7 +227,7 @@ def test_overwrite_replaces_outputs(tmp_path: Path, prob_model, capsys) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:posterior mean with a masked U-Net")
-def test_noise_per_image_estimates_on_each_image(tmp_path: Path, prob_model, capsys) -> None:
+def test_noise_from_image_estimates_on_each_image(tmp_path: Path, prob_model, capsys) -> None:
     # images from another microscope: the posterior must use that image's noise level,
     # not the one stored from the training data
     from n2v_cascade.errors import InputError
@@ -243,7 +243,7 @@ def test_noise_per_image_estimates_on_each_image(tmp_path: Path, prob_model, cap
     assert abs(sigma - 40) < 4 and abs(model.noise["sigma"] - 40) > 10  # the test's premise
     code, _, err = run_cli(["denoise", str(tmp_path / "other.tif"), "-m", str(prob_model),
                             "-o", str(tmp_path / "post.tif"), "-q", "--posterior",
-                            "--noise-per-image"], capsys)
+                            "--noise-from", "image"], capsys)
     assert code == 0, err
     expected = model.denoise(image, posterior=True,
                              noise_model={"kind": "gaussian", "sigma": sigma})
@@ -253,3 +253,8 @@ def test_noise_per_image_estimates_on_each_image(tmp_path: Path, prob_model, cap
     assert np.abs(got - stored).max() > 1.0
     with pytest.raises(InputError, match="noise_model must be"):
         model.denoise(image, posterior=True, noise_model="guess")
+    code, _, err = run_cli(["denoise", str(tmp_path / "other.tif"), "-m", str(prob_model),
+                            "-o", str(tmp_path / "p2.tif"), "--posterior", "--noise-from",
+                            "guess"], capsys)
+    assert code == 2 and "--noise-from: expected stored, image or bootstrap" in err
+    assert not (tmp_path / "p2.tif").exists()

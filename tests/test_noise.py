@@ -266,3 +266,24 @@ def test_noise_variance_torch_keeps_type_and_gradient() -> None:
 def test_noise_variance_rejects_bad_parameters(a: float, b: float) -> None:
     with pytest.raises(InputError, match="noise model"):
         noise_variance(np.ones(3), a, b)
+
+
+@pytest.mark.parametrize("a, b", [(2.0, 25.0), (0.5, 4.0)])
+def test_bootstrap_noise_model_recovers_a_and_b(a: float, b: float) -> None:
+    # with a perfect estimate the residual is the noise itself: the fit must find a, b
+    from n2v_cascade.noise import bootstrap_noise_model
+
+    rng = np.random.default_rng(0)
+    clean = np.tile(np.linspace(5, 200, 256), (256, 1))
+    noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(a * clean + b)
+    fit = bootstrap_noise_model(noisy, clean, "poisson-gaussian")
+    assert fit["a"] == pytest.approx(a, rel=0.1)
+    assert fit["b"] == pytest.approx(b, abs=0.15 * b + 0.1 * a * 5)
+    g = bootstrap_noise_model(clean + rng.normal(0, 7, clean.shape), clean, "gaussian")
+    assert g["sigma"] == pytest.approx(7, rel=0.02)
+    # an imperfect estimate adds its error: the noise model can only grow (the safe side)
+    blurred = bootstrap_noise_model(noisy, clean + rng.normal(0, 3, clean.shape),
+                                    "poisson-gaussian")
+    assert blurred["a"] * 100 + blurred["b"] > a * 100 + b
+    with pytest.raises(InputError, match="bootstrap noise model"):
+        bootstrap_noise_model(noisy[:5, :5], clean[:5, :5], "gaussian")

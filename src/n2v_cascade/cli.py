@@ -153,7 +153,7 @@ def denoise(
     tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations.")] = False,
     posterior: Annotated[bool, typer.Option("--posterior", help="Posterior mean (probabilistic models).")] = False,
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write *_std.tif (probabilistic models).")] = False,
-    noise_per_image: Annotated[bool, typer.Option("--noise-per-image", help="Estimate the noise model on each image instead of using the one stored with the model (images from different microscopes).")] = False,
+    noise_from: Annotated[str, typer.Option("--noise-from", help="Noise model for --posterior: 'stored' (fitted on the training data), 'image' (wavelet fit on each image: images from different microscopes) or 'bootstrap' (fitted to each image's residual from the prior mean, PN2V; safer on real noise).")] = "stored",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -165,11 +165,13 @@ def denoise(
                              ("--overlap", overlap, 0)):
         if value is not None and value < low:
             raise InputError(f"{name}: must be >= {low}, got {value}")
+    if noise_from not in ("stored", "image", "bootstrap"):
+        raise InputError(f"--noise-from: expected stored, image or bootstrap, got {noise_from!r}")
     net = Model.load(model)
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
-        tta=tta, noise_model="image" if noise_per_image else "stored")
+        tta=tta, noise_model=noise_from)
     if failed:
         raise typer.Exit(2)
 

@@ -108,9 +108,10 @@ class Model:
         ``posterior`` (probabilistic models) combines the predicted prior with a noise
         model and the observed pixel to return the posterior mean. ``noise_model`` is
         ``"stored"`` (estimated on the training data), ``"image"`` (estimated on this
-        image: for data from several microscopes, whose noise differs), or a mapping
-        like the stored one. ``return_std`` also returns the per-pixel standard
-        deviation of the estimate.
+        image: for data from several microscopes, whose noise differs), ``"bootstrap"``
+        (fitted to this image's residual from the prior mean, as PN2V does; errs towards
+        too much noise, the safe side), or a mapping like the stored one. ``return_std``
+        also returns the per-pixel standard deviation of the estimate.
         """
         image = _as_float_image(image)
         est = self.predict(image, **kwargs)
@@ -120,7 +121,8 @@ class Model:
                     f"variant {self.config.variant!r} predicts no variance; posterior and "
                     f"uncertainty need --variant probabilistic")
             return est["mean"]
-        noise_var = self.noise_variance(est["mean"], self._noise_for(image, noise_model))
+        noise_var = self.noise_variance(est["mean"],
+                                        self._noise_for(image, noise_model, est["mean"]))
         if posterior and self.config.resolved_backbone != "blindspot":
             warnings.warn(
                 "posterior mean with a masked U-Net backbone: the network saw each pixel at "
@@ -133,7 +135,8 @@ class Model:
             std = np.sqrt(np.maximum(est["var"] - noise_var, 0)).astype(np.float32)
         return (mean, std) if return_std else mean
 
-    def _noise_for(self, image: np.ndarray, choice: str | Mapping[str, Any]) -> dict | None:
+    def _noise_for(self, image: np.ndarray, choice: str | Mapping[str, Any],
+                   prior_mean: np.ndarray) -> dict | None:
         if isinstance(choice, Mapping):
             return dict(choice)
         if choice == "stored":
@@ -141,7 +144,12 @@ class Model:
         if choice == "image":
             slices = [image] if image.ndim == 2 else list(image)
             return estimate_noise_model(slices, self.config.noise_model)
-        raise InputError(f"noise_model must be 'stored', 'image' or a mapping, got {choice!r}")
+        if choice == "bootstrap":
+            from .noise import bootstrap_noise_model
+
+            return bootstrap_noise_model(image, prior_mean, self.config.noise_model.kind)
+        raise InputError(f"noise_model must be 'stored', 'image', 'bootstrap' or a mapping, "
+                         f"got {choice!r}")
 
     def noise_variance(self, signal: np.ndarray, noise: Mapping[str, Any] | None = None
                        ) -> np.ndarray:

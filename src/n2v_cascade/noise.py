@@ -25,6 +25,7 @@ __all__ = [
     "MIN_VARIANCE",
     "NoiseSpec",
     "add_noise",
+    "bootstrap_noise_model",
     "estimate_gaussian_sigma",
     "estimate_poisson_gaussian",
     "noise_variance",
@@ -255,6 +256,35 @@ def estimate_poisson_gaussian(image: np.ndarray, n_bins: int = 20) -> tuple[floa
         a, b = _fit_line(levels, variances, counts / fitted**2, lo, min_var)
         fitted = np.maximum(a * np.clip(levels, 0.0, None) + b, min_var)
     return float(a), float(b)
+
+
+def bootstrap_noise_model(observed: np.ndarray, estimate: np.ndarray, kind: str,
+                          n_bins: int = 20) -> dict:
+    """Noise model fitted to ``(observed - estimate)**2`` against ``estimate`` (PN2V's bootstrap).
+
+    ``estimate`` is a denoised version of ``observed`` (e.g. a blind-spot prior mean). The
+    squared residual's expectation is noise variance + the estimate's own error, so the
+    fit errs on the side of too much noise - which makes a posterior lean on the prior,
+    the safe direction - whereas a too-small noise model (wavelet estimates on correlated
+    real noise) makes the posterior copy the noisy pixel. ``kind`` is ``gaussian``
+    (returns ``sigma``) or ``poisson-gaussian`` (``a``, ``b``), in image units.
+    """
+    obs = np.asarray(observed, np.float64).ravel()
+    est = np.asarray(estimate, np.float64).ravel()
+    if obs.shape != est.shape or obs.size < 100:
+        raise InputError(f"bootstrap noise model: need matching images of >= 100 pixels, got "
+                         f"{np.shape(observed)} and {np.shape(estimate)}")
+    r2 = (obs - est) ** 2
+    if kind == "gaussian":
+        return {"kind": "gaussian", "sigma": float(np.sqrt(max(r2.mean(), MIN_VARIANCE)))}
+    order = np.argsort(est, kind="stable")
+    groups = [g for g in np.array_split(order, min(n_bins, obs.size // 50)) if g.size >= 2]
+    levels = np.array([est[g].mean() for g in groups])
+    variances = np.array([r2[g].mean() for g in groups])
+    weights = np.array([g.size for g in groups], np.float64)
+    a, b = _fit_line(np.clip(levels, 0, None), variances, weights,
+                     float(np.clip(levels, 0, None).min()), float(variances.min()) * 0.5)
+    return {"kind": "poisson-gaussian", "a": float(a), "b": float(b)}
 
 
 def noise_variance(signal: ArrayT, a: float, b: float) -> ArrayT:
