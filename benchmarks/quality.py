@@ -32,6 +32,11 @@ def run_dataset(ds: Dataset, budget: float, variants: list[str], log: Log,
     """All rows (noisy, variants, baselines) of one data set."""
     rows = [{"method": "noisy input", "kind": "input", **score(ds, ds.noisy)}]
     for key in variants:
+        if key in CASCADES:
+            rows.append(run_cascade(ds, budget, key, precision))
+            log(f"  {ds.name} {rows[-1]['method']}: {rows[-1]['psnr']:.2f} dB "
+                f"({rows[-1]['steps']} steps, {rows[-1]['train_s']:.0f} s)")
+            continue
         recipe = RECIPES[key]
         model, clock, wall = train_budget(recipe, ds.noisy, ds.noise_model, budget, precision)
         base = {"kind": "self-supervised", "variant": key, "train_s": clock.seconds,
@@ -56,6 +61,28 @@ def run_dataset(ds: Dataset, budget: float, variants: list[str], log: Log,
         rows.append({"method": name, "kind": "classical", "predict_s": sec, **score(ds, out)})
         log(f"  {ds.name} {name}: {rows[-1]['psnr']:.2f} dB ({sec:.1f} s)")
     return rows
+
+
+# Two-stage cascades (progressive retraining, paper III.D) run at the same total budget as
+# one variant: each stage gets half. Blind-spot -> Structured was the best two-stage
+# cascade in 5 of the 6 `reproduce --budget quick` tables (RESULTS.md, issue 4).
+CASCADES: dict[str, tuple[str, str]] = {"cascade-bsn-structured": ("blindspot", "structured")}
+
+
+def run_cascade(ds: Dataset, budget: float, key: str, precision: str = "bfloat16") -> dict:
+    """Stage 1 trained on the noisy images, stage 2 on stage 1's outputs; half the budget each."""
+    images, train_s, wall_s, steps, predict_s = ds.noisy, 0.0, 0.0, 0, 0.0
+    for variant in CASCADES[key]:
+        model, clock, _ = train_budget(RECIPES[variant], images, ds.noise_model, budget / 2,
+                                       precision)
+        images, sec = denoise_all(model, images)
+        train_s, wall_s = train_s + clock.seconds, wall_s + clock.wall_seconds
+        steps, predict_s = steps + clock.steps, predict_s + sec
+    labels = " -> ".join(RECIPES[v].label for v in CASCADES[key])
+    return {"method": f"Cascade {labels} (half the budget each)", "kind": "self-supervised",
+            "variant": key, "train_s": train_s, "train_wall_s": wall_s, "steps": steps,
+            "budget_s": budget, "precision": precision, "predict_s": predict_s,
+            **score(ds, images)}
 
 
 def precision_check(ds: Dataset, budget: float, variants: list[str], log: Log) -> list[dict]:

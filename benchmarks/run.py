@@ -62,10 +62,10 @@ def run_quality(cfg: dict, args, previous: dict, save, stored: dict | None = Non
     budget = args.budget or cfg["budget"]
     recipes = [r for r in getattr(args, "recipes", "").split(",") if r]
     if recipes:
-        unknown = set(recipes) - set(quality.RECIPES)
+        unknown = set(recipes) - set(quality.RECIPES) - set(quality.CASCADES)
         if unknown:
             raise SystemExit(f"--recipes: unknown {sorted(unknown)}; known: "
-                             f"{list(quality.RECIPES)}")
+                             f"{[*quality.RECIPES, *quality.CASCADES]}")
         if not stored or stored.get("budget_s") != budget:
             raise SystemExit("--recipes needs a stored quality section with the same budget")
         only = [d for d in getattr(args, "datasets", "").split(",") if d]
@@ -92,7 +92,7 @@ def run_quality(cfg: dict, args, previous: dict, save, stored: dict | None = Non
             out["datasets"].append(done[ds.name])
             continue
         log(f"quality: {ds.name} ({len(ds.noisy)} images)")
-        rows = quality.run_dataset(ds, budget, list(quality.RECIPES), log)
+        rows = quality.run_dataset(ds, budget, [*quality.RECIPES, *quality.CASCADES], log)
         out["datasets"].append({"name": ds.name, "description": ds.description,
                                 "n_images": len(ds.noisy), "rows": rows})
         save(out)
@@ -128,7 +128,10 @@ def _rerun_recipes(quick: bool, stored: dict, recipes: list[str], budget: float,
                     placed = True
                 continue
             rows.append(row)
-        entry["rows"] = rows if placed else rows + new
+        if not placed:
+            at = next((i for i, r in enumerate(rows) if r.get("kind") == "classical"), len(rows))
+            rows[at:at] = new
+        entry["rows"] = rows
         entry.setdefault("rerun", []).append({"recipes": recipes, "date": time.strftime(
             "%Y-%m-%d %H:%M"), "command": " ".join(sys.argv)})
         save(out)
@@ -141,7 +144,8 @@ def _screening_best(results: dict) -> str | None:
         rows = results["sections"]["quality"]["datasets"][0]["rows"]
     except (KeyError, IndexError):
         return None
-    ss = [r for r in rows if r.get("kind") == "self-supervised"]
+    ss = [r for r in rows if r.get("kind") == "self-supervised"
+          and r.get("variant") in quality.RECIPES]
     return max(ss, key=lambda r: r["psnr"])["variant"] if ss else None
 
 
