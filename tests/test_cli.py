@@ -232,7 +232,7 @@ def test_noise_from_image_estimates_on_each_image(tmp_path: Path, prob_model, ca
     # not the one stored from the training data
     from n2v_cascade.errors import InputError
     from n2v_cascade.model import Model
-    from n2v_cascade.noise import estimate_gaussian_sigma
+    from n2v_cascade.noise import bootstrap_noise_model, estimate_gaussian_sigma
 
     rng = np.random.default_rng(3)
     clean = np.tile(np.linspace(50, 150, 48, dtype=np.float32), (48, 1))
@@ -258,3 +258,13 @@ def test_noise_from_image_estimates_on_each_image(tmp_path: Path, prob_model, ca
                             "guess"], capsys)
     assert code == 2 and "--noise-from: expected stored, image or bootstrap" in err
     assert not (tmp_path / "p2.tif").exists()
+    # bootstrap: fitted to this image's residual from the prior mean
+    code, _, err = run_cli(["denoise", str(tmp_path / "other.tif"), "-m", str(prob_model),
+                            "-o", str(tmp_path / "p3.tif"), "-q", "--posterior",
+                            "--noise-from", "bootstrap"], capsys)
+    assert code == 0, err
+    prior = model.predict(image)["mean"]
+    boot = bootstrap_noise_model(image, prior, "gaussian")
+    np.testing.assert_allclose(
+        read_image(tmp_path / "p3.tif"),
+        model.denoise(image, posterior=True, noise_model=boot), rtol=1e-5, atol=1e-4)

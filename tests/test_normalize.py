@@ -122,3 +122,20 @@ def test_different_constant_images_are_fine() -> None:
 def test_bad_training_images_raise(bad: list[np.ndarray]) -> None:
     with pytest.raises(InputError):
         Normalizer.fit(bad)
+
+
+def test_large_arrays_are_converted_in_chunks_with_identical_results(monkeypatch) -> None:
+    # big images are normalised chunk by chunk (bounded memory); every element must come
+    # out exactly as the one-shot float64 computation would give it
+    from n2v_cascade import normalize
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((37, 53)) * 4000).astype(np.uint16)[:, ::2]  # non-contiguous view
+    norm = normalize.Normalizer(mean=1234.5678, std=321.123)
+    expected = ((image.astype(np.float64) - norm.mean) / norm.std).astype(np.float32)
+    back = (expected.astype(np.float64) * norm.std + norm.mean).astype(np.float32)
+    monkeypatch.setattr(normalize, "_CHUNK", 100)  # forces 10 chunks here
+    got = norm.apply(image)
+    assert got.dtype == np.float32 and got.shape == image.shape
+    assert np.array_equal(got, expected)
+    assert np.array_equal(norm.undo(expected), back)

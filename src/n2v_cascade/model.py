@@ -94,6 +94,7 @@ class Model:
 
         out = predict_tiled(fn, padded, tile=tile, overlap=overlap, batch_size=batch_size,
                             tta=tta, progress=progress, divisor=div)[(slice(None), *crop)]
+        del padded  # a full-size copy; free it before the outputs are converted back
         result = {"mean": self.normalizer.undo(out[0]).astype(np.float32)}
         if out.shape[0] > 1:
             result["var"] = self.normalizer.undo_variance(out[1]).astype(np.float32)

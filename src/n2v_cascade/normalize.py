@@ -22,6 +22,9 @@ __all__ = ["Normalizer"]
 T = TypeVar("T", np.ndarray, torch.Tensor, float)
 
 
+_CHUNK = 1 << 22  # elements per float64 chunk of a large array (32 MB)
+
+
 def _elementwise(x: T, fn: Callable[[Any], Any]) -> T:
     """Apply ``fn`` to a float, a NumPy array (-> float32) or a torch tensor.
 
@@ -35,7 +38,16 @@ def _elementwise(x: T, fn: Callable[[Any], Any]) -> T:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise InputError(f"expected a numeric array or tensor, got dtype {arr.dtype}")
-    return np.asarray(fn(arr.astype(np.float64))).astype(np.float32)
+    if arr.size <= _CHUNK:
+        return np.asarray(fn(arr.astype(np.float64))).astype(np.float32)
+    # Large images: the same float64 arithmetic per element, a chunk at a time, so an
+    # 8192x8192 image does not need two full float64 copies (1 GB) next to it.
+    out = np.empty(arr.shape, np.float32)
+    flat_in, flat_out = arr.reshape(-1), out.reshape(-1)
+    for start in range(0, arr.size, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        flat_out[part] = fn(flat_in[part].astype(np.float64))
+    return out
 
 
 class Normalizer(pydantic.BaseModel):
