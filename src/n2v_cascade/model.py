@@ -95,9 +95,9 @@ class Model:
         out = predict_tiled(fn, padded, tile=tile, overlap=overlap, batch_size=batch_size,
                             tta=tta, progress=progress, divisor=div)[(slice(None), *crop)]
         del padded  # a full-size copy; free it before the outputs are converted back
-        result = {"mean": self.normalizer.undo(out[0]).astype(np.float32)}
+        result = {"mean": self.normalizer.undo(out[0]).astype(np.float32, copy=False)}
         if out.shape[0] > 1:
-            result["var"] = self.normalizer.undo_variance(out[1]).astype(np.float32)
+            result["var"] = self.normalizer.undo_variance(out[1]).astype(np.float32, copy=False)
         return result
 
     def denoise(
