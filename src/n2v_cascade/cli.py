@@ -12,6 +12,15 @@ from typing import Annotated
 
 import typer
 
+from .cli_options import (
+    BatchSize,
+    Depth,
+    LearningRate,
+    Overwrite,
+    PatchSize,
+    StepsPerEpoch,
+    Width,
+)
 from .errors import InputError, N2VError, OutputExistsError
 
 app = typer.Typer(
@@ -19,7 +28,6 @@ app = typer.Typer(
     help="Self-supervised Noise2Void denoising for microscopy images (no clean data needed).",
 )
 
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -29,14 +37,9 @@ def _config_from_options(config_file: Path | None, **opts):
     Only values the user set (in the file or as options) are passed on, so variant
     defaults still apply: ``--variant n2v2`` gets median replacement, ``structured`` a grid.
     """
-    import yaml
+    from .config import make_config, read_config_values
 
-    from .config import load_config, make_config
-
-    base: dict = {}
-    if config_file:
-        load_config(config_file)  # errors in the file alone name the file
-        base = yaml.safe_load(config_file.read_text())
+    base: dict = read_config_values(config_file) if config_file else {}
     changes: dict = {}
     nested = {"mask": {}, "network": {}, "noise_model": {}}
     masks = opts.pop("mask") or []
@@ -107,14 +110,14 @@ def train(
     backbone: Annotated[str | None, typer.Option(help="unet or blindspot (probabilistic only; default: the variant's).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config; options given here override it.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (paper: 30).")] = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: each pixel ~8 times).")] = None,
-    patch_size: Annotated[int | None, typer.Option(help="Square patch side; divisible by 2**depth (default 128).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Patches per batch (default 8).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr", help="Adam learning rate (default 1e-3).")] = None,
+    steps_per_epoch: StepsPerEpoch = None,
+    patch_size: PatchSize = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
     val_fraction: Annotated[float | None, typer.Option(help="Bottom fraction of each image held out for validation (default 0.1).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
-    depth: Annotated[int | None, typer.Option(help="U-Net levels (default 3).")] = None,
-    width: Annotated[int | None, typer.Option(help="Channels of the first level (default 32).")] = None,
+    depth: Depth = None,
+    width: Width = None,
     mask: Annotated[list[str] | None, typer.Option(help="random | grid | horizontal:N | vertical:N (repeatable).")] = None,
     mask_file: Annotated[Path | None, typer.Option(help="structN2V mask: 2-D boolean .npy with odd sides.")] = None,
     mask_fraction: Annotated[float | None, typer.Option(help="Fraction of pixels masked per patch (random, default 0.002).")] = None,
@@ -159,14 +162,15 @@ def denoise(
 ) -> None:
     """Denoise images with a saved model; writes float32 TIFFs in the input's intensity scale."""
     from .batch import denoise_files
-    from .model import Model
+    from .model import NOISE_SOURCES, Model
 
     for name, value, low in (("--tile", tile, 0), ("--batch-size", batch_size, 1),
                              ("--overlap", overlap, 0)):
         if value is not None and value < low:
             raise InputError(f"{name}: must be >= {low}, got {value}")
-    if noise_from not in ("stored", "image", "bootstrap"):
-        raise InputError(f"--noise-from: expected stored, image or bootstrap, got {noise_from!r}")
+    if noise_from not in NOISE_SOURCES:
+        raise InputError(f"--noise-from: expected {', '.join(NOISE_SOURCES[:-1])} or "
+                         f"{NOISE_SOURCES[-1]}, got {noise_from!r}")
     net = Model.load(model)
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,

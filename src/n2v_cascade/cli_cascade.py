@@ -11,9 +11,17 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_options import (
+    BatchSize,
+    Depth,
+    LearningRate,
+    Overwrite,
+    PatchSize,
+    StepsPerEpoch,
+    Width,
+)
 from .errors import InputError
 
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Reuse finished stages/runs in OUTPUT and continue an interrupted one from its checkpoint.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
@@ -80,13 +88,13 @@ def cascade(
     config: Annotated[Path | None, typer.Option("--config", help="YAML: a mapping shared by all stages, or a list of mappings (one per stage). Options given here override it.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the first stage (paper: 30).")] = None,
     retrain_epochs: Annotated[int | None, typer.Option(help="Epochs of each retraining stage (paper: 10).")] = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: each pixel ~8 times).")] = None,
-    patch_size: Annotated[int | None, typer.Option(help="Square patch side; divisible by 2**depth (default 128).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Patches per batch (default 8).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr", help="Adam learning rate (default 1e-3).")] = None,
+    steps_per_epoch: StepsPerEpoch = None,
+    patch_size: PatchSize = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
     seed: Annotated[int | None, typer.Option(help="Seed of stage 1; stage k uses seed + k - 1 (default 0).")] = None,
-    depth: Annotated[int | None, typer.Option(help="U-Net levels (default 3).")] = None,
-    width: Annotated[int | None, typer.Option(help="Channels of the first level (default 32).")] = None,
+    depth: Depth = None,
+    width: Width = None,
     precision: Annotated[str | None, typer.Option(help="float32 or bfloat16.")] = None,
     reference: Annotated[list[Path] | None, typer.Option("--reference", "-r", help="Clean image(s), one per input, for true metrics per stage.")] = None,
     data_range: Annotated[float | None, typer.Option(help="Intensity range for PSNR/SSIM (default: from the reference).")] = None,

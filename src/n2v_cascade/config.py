@@ -184,10 +184,20 @@ def read_yaml(path: str | Path) -> Any:
         raise InputError(f"{path}: not valid YAML ({line})") from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a YAML config; a missing, unreadable or invalid file gives a one-line InputError."""
+def read_config_values(path: str | Path) -> dict[str, Any]:
+    """The values a YAML config file sets, checked: errors name the file (one line).
+
+    Only what the file sets is returned, so variant-implied defaults still apply when
+    the values are merged with others (command-line options).
+    """
     path = Path(path)
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
-    return make_config(str(path), **data)
+    make_config(str(path), **data)  # validate the file on its own
+    return data
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config; a missing, unreadable or invalid file gives a one-line InputError."""
+    return make_config(str(path), **read_config_values(path))

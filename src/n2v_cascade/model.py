@@ -21,6 +21,7 @@ from torch import nn
 
 from . import __version__
 from .config import NoiseModelConfig, TrainConfig, make_config
+from .data import as_slices
 from .errors import InputError, ModelError, OutputExistsError
 from .models import fast_layout
 from .normalize import Normalizer
@@ -28,6 +29,8 @@ from .predict import predict_tiled
 from .variants import Variant, get_variant, posterior_mean
 
 FORMAT_VERSION = 1
+# Where the posterior mean takes its noise model from (see Model.denoise).
+NOISE_SOURCES = ("stored", "image", "bootstrap")
 WEIGHTS, CONFIG, META = "weights.pt", "config.yaml", "model.json"
 
 
@@ -70,10 +73,17 @@ class Model:
 
         ``image`` is YX or SYX; outputs have the same shape.
         """
-        image = _as_float_image(image)
+        return self._predict(_as_float_image(image), tile=tile, overlap=overlap,
+                             batch_size=batch_size, tta=tta, progress=progress)
+
+    def _predict(
+        self, image: np.ndarray, *, tile: int | None = 512, overlap: int | None = None,
+        batch_size: int = 4, tta: bool = False, progress: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict` on an image already checked by ``_as_float_image``."""
         if image.ndim == 3:
-            parts = [self.predict(s, tile=tile, overlap=overlap, batch_size=batch_size,
-                                  tta=tta, progress=progress) for s in image]
+            parts = [self._predict(s, tile=tile, overlap=overlap, batch_size=batch_size,
+                                   tta=tta, progress=progress) for s in image]
             return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
         div = 2 ** self.config.network.depth
         overlap = self.receptive_radius() if overlap is None else overlap
@@ -115,13 +125,13 @@ class Model:
         also returns the per-pixel standard deviation of the estimate.
         """
         image = _as_float_image(image)
-        est = self.predict(image, **kwargs)
-        if "var" not in est:
-            if posterior or return_std:
-                raise InputError(
-                    f"variant {self.config.variant!r} predicts no variance; posterior and "
-                    f"uncertainty need --variant probabilistic")
+        est = self._predict(image, **kwargs)
+        if not (posterior or return_std):
             return est["mean"]
+        if "var" not in est:
+            raise InputError(
+                f"variant {self.config.variant!r} predicts no variance; posterior and "
+                f"uncertainty need --variant probabilistic")
         noise_var = self.noise_variance(est["mean"],
                                         self._noise_for(image, noise_model, est["mean"]))
         if posterior and self.config.resolved_backbone != "blindspot":
@@ -143,14 +153,13 @@ class Model:
         if choice == "stored":
             return self.noise
         if choice == "image":
-            slices = [image] if image.ndim == 2 else list(image)
-            return estimate_noise_model(slices, self.config.noise_model)
+            return estimate_noise_model(as_slices([image]), self.config.noise_model)
         if choice == "bootstrap":
             from .noise import bootstrap_noise_model
 
             return bootstrap_noise_model(image, prior_mean, self.config.noise_model.kind)
-        raise InputError(f"noise_model must be 'stored', 'image', 'bootstrap' or a mapping, "
-                         f"got {choice!r}")
+        raise InputError(f"noise_model must be one of {', '.join(NOISE_SOURCES)} or a "
+                         f"mapping, got {choice!r}")
 
     def noise_variance(self, signal: np.ndarray, noise: Mapping[str, Any] | None = None
                        ) -> np.ndarray:

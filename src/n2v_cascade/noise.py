@@ -207,6 +207,14 @@ def _fit_line(
     return a, b
 
 
+def _equal_count_bins(signal: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """Indices of ``signal`` split into up to ``n_bins`` equal-count bins by level
+    (at least ~50 values per bin, at least 2 bins; bins of < 2 values dropped)."""
+    order = np.argsort(signal, kind="stable")
+    n_bins = min(n_bins, max(2, signal.size // 50))
+    return [g for g in np.array_split(order, n_bins) if g.size >= 2]
+
+
 def estimate_poisson_gaussian(image: np.ndarray, n_bins: int = 20) -> tuple[float, float]:
     """Fit the signal-dependent noise model ``variance = a * signal + b`` to one noisy image.
 
@@ -239,9 +247,7 @@ def estimate_poisson_gaussian(image: np.ndarray, n_bins: int = 20) -> tuple[floa
     if signal.size < 100:
         shape = np.shape(image)
         raise InputError(f"image is too small to fit a noise model (shape {shape}, need ~26x26+)")
-    order = np.argsort(signal, kind="stable")
-    n_bins = min(n_bins, max(2, signal.size // 50))
-    groups = [g for g in np.array_split(order, n_bins) if g.size >= 2]
+    groups = _equal_count_bins(signal, n_bins)
     levels = np.array([signal[g].mean() for g in groups])
     variances = np.array([(np.median(np.abs(detail[g])) / _MAD_TO_STD) ** 2 for g in groups])
     counts = np.array([g.size for g in groups], dtype=np.float64)
@@ -277,8 +283,7 @@ def bootstrap_noise_model(observed: np.ndarray, estimate: np.ndarray, kind: str,
     r2 = (obs - est) ** 2
     if kind == "gaussian":
         return {"kind": "gaussian", "sigma": float(np.sqrt(max(r2.mean(), MIN_VARIANCE)))}
-    order = np.argsort(est, kind="stable")
-    groups = [g for g in np.array_split(order, min(n_bins, obs.size // 50)) if g.size >= 2]
+    groups = _equal_count_bins(est, n_bins)
     levels = np.array([est[g].mean() for g in groups])
     variances = np.array([r2[g].mean() for g in groups])
     weights = np.array([g.size for g in groups], np.float64)
