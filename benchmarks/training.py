@@ -123,7 +123,8 @@ class StepClock:
             clock.wall_step_times.append(wall)
             while pending and (clock.seconds >= pending[0] or clock.done()):
                 pending.pop(0)
-                state = copy.deepcopy(loop_self.network.state_dict())
+                weights = getattr(loop_self, "final_weights", loop_self.network.state_dict)
+                state = copy.deepcopy(weights())
                 clock.snapshots.append((clock.seconds, clock.steps, state))
             return loss
 

@@ -204,13 +204,29 @@ def test_options_reach_the_config(tmp_path: Path, capsys) -> None:
     model = tmp_path / "m"
     code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(model), "--config",
                             str(tmp_path / "base.yaml"), "--seed", "5", "--variant", "n2v2",
-                            "--mask-fraction", "0.05", "--val-fraction", "0.2", *TINY], capsys)
+                            "--mask-fraction", "0.05", "--val-fraction", "0.2",
+                            "--ema-decay", "0.99", *TINY], capsys)
     assert code == 0, err
     saved = yaml.safe_load((model / "config.yaml").read_text())
     assert saved["learning_rate"] == 0.0005  # from the file
     assert saved["seed"] == 5  # the option wins over the file
     assert saved["mask"]["fraction"] == 0.05 and saved["mask"]["replacement"] == "median"
-    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0}
+    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0, "blind_radius": 0}
+    assert saved["ema_decay"] == 0.99
+
+
+def test_blind_radius_option(tmp_path: Path, capsys) -> None:
+    tifffile.imwrite(tmp_path / "n.tif", _noisy())
+    code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "m"),
+                            "--variant", "blindspot", "--blind-radius", "1", *TINY], capsys)
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
+    assert saved["network"]["blind_radius"] == 1
+    # a masked variant has no blind spot to widen: refused, naming the option
+    code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "u"),
+                            "--blind-radius", "1", *TINY], capsys)
+    assert code == 2 and "blind_radius needs the blind-spot backbone" in err
+    assert not (tmp_path / "u").exists()
 
 
 def test_overwrite_replaces_outputs(tmp_path: Path, prob_model, capsys) -> None:

@@ -200,11 +200,32 @@ def test_blindspot_property_multichannel_odd_size() -> None:
 
 def test_blindspot_test_detects_a_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: without the final one-row shift the centre pixel leaks in."""
-    monkeypatch.setattr(blindspot_module, "shift_down", lambda x: x)
+    monkeypatch.setattr(blindspot_module, "shift_down", lambda x, rows=1: x)
     net = BlindSpotNet(depth=2, width=W)
     x = torch.randn(1, 1, 12, 12)
     leaks = [grad[0, i, j] != 0 for i, j, grad in _input_grad(net, x, _pixels(12, 12, 10))]
     assert all(leaks)
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_blindspot_radius_hides_the_whole_square(radius: int) -> None:
+    """blind_radius r: out[i, j] ignores the (2r+1)^2 square around (i, j), sees the ring."""
+    net = BlindSpotNet(depth=2, width=W, blind_radius=radius)
+    x = torch.randn(1, 1, 12, 12)
+    jac = torch.autograd.functional.jacobian(net, x).reshape(12, 12, 12, 12)
+    for i in range(12):
+        for j in range(12):
+            row = jac[i, j]
+            square = row[max(0, i - radius): i + radius + 1, max(0, j - radius): j + radius + 1]
+            assert torch.all(square == 0), f"output {(i, j)} sees its blind square"
+            ring = [(a, b) for a, b in _neighbourhood(i, j, 12, 12, radius + 2.0)
+                    if max(abs(a - i), abs(b - j)) > radius]
+            assert all(row[a, b] != 0 for a, b in ring), f"output {(i, j)} ignores its ring"
+    with torch.no_grad():  # the memory-saving inference path computes the same
+        inferred = net(x)
+    torch.testing.assert_close(inferred, net(x).detach(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="blind_radius"):
+        BlindSpotNet(blind_radius=-1)
 
 
 def test_blindspot_batched_and_looped_rotations_agree() -> None:

@@ -29,10 +29,11 @@ def test_training_reduces_loss_and_is_reproducible(noisy_pair) -> None:
     assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b), strict=True))
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_ctrl_c_writes_checkpoint_and_resume_is_bit_identical(noisy_pair, tmp_path,
-                                                              monkeypatch) -> None:
+                                                              monkeypatch, ema) -> None:
     _, noisy = noisy_pair
-    cfg = tiny_config(epochs=3, steps_per_epoch=4)
+    cfg = tiny_config(epochs=3, steps_per_epoch=4, ema_decay=ema)
     straight = train(noisy, cfg, output_dir=tmp_path / "a", progress=False)
 
     calls = {"n": 0}
@@ -124,3 +125,27 @@ def test_resume_with_more_epochs_equals_one_longer_run(noisy_pair, tmp_path) -> 
                     output_dir=tmp_path / "m", resume=True, progress=False)
     assert all(torch.equal(x, y) for x, y in zip(_weights(long), _weights(resumed), strict=True))
     assert len(resumed.history) == 4 and resumed.config.epochs == 4
+
+
+def test_ema_model_gets_the_warmed_up_moving_average(noisy_pair, monkeypatch) -> None:
+    # the saved weights are the EMA of the raw weights after each step, with the decay
+    # warming up as min(decay, (1 + n) / (10 + n)); validation scores those weights
+    _, noisy = noisy_pair
+    decay, raw = 0.8, []
+    original = train_mod._Loop._step
+
+    def step_and_record(self):
+        loss = original(self)
+        raw.append([p.detach().clone() for p in self.network.parameters()])
+        return loss
+
+    monkeypatch.setattr(train_mod._Loop, "_step", step_and_record)
+    model = train(noisy, tiny_config(epochs=2, steps_per_epoch=5, ema_decay=decay),
+                  progress=False)
+    expected = [p.clone() for p in raw[0]]
+    for n, weights in enumerate(raw[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n))
+        expected = [e * d + w * (1 - d) for e, w in zip(expected, weights, strict=True)]
+    got = list(model.network.parameters())
+    assert all(torch.allclose(g, e, atol=1e-6) for g, e in zip(got, expected, strict=True))
+    assert not all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, raw[-1], strict=True))

@@ -73,7 +73,8 @@ def _config_from_options(config_file: Path | None, **opts):
 
 
 # Config fields whose command-line option is not simply ``--field-name``.
-_FLAGS = {"network.depth": "--depth", "network.width": "--width", "mask": "--mask",
+_FLAGS = {"network.depth": "--depth", "network.width": "--width",
+          "network.blind_radius": "--blind-radius", "mask": "--mask",
           "mask.struct": "--mask", "mask.struct_kernel": "--mask-file",
           "mask.fraction": "--mask-fraction", "mask.stride": "--mask-stride",
           "noise_model.kind": "--noise-model", "noise_model.sigma": "--sigma"}
@@ -118,6 +119,8 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     depth: Depth = None,
     width: Width = None,
+    blind_radius: Annotated[int | None, typer.Option(help="Blind-spot backbone: hide the (2r+1)x(2r+1) square around each pixel, for spatially correlated noise (default 0: the pixel only).")] = None,
+    ema_decay: Annotated[float | None, typer.Option(help="Average the weights over training (exponential moving average with this decay, e.g. 0.999; 0 = off).")] = None,
     mask: Annotated[list[str] | None, typer.Option(help="random | grid | horizontal:N | vertical:N (repeatable).")] = None,
     mask_file: Annotated[Path | None, typer.Option(help="structN2V mask: 2-D boolean .npy with odd sides.")] = None,
     mask_fraction: Annotated[float | None, typer.Option(help="Fraction of pixels masked per patch (random, default 0.002).")] = None,
@@ -136,7 +139,8 @@ def train(
         config, variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
-        network__depth=depth, network__width=width, mask=mask, mask_file=mask_file,
+        network__depth=depth, network__width=width, network__blind_radius=blind_radius,
+        ema_decay=ema_decay, mask=mask, mask_file=mask_file,
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
     )

@@ -54,12 +54,15 @@ class MaskConfig(_Strict):
 class NetworkConfig(_Strict):
     """Size of the shared U-Net backbone (or its blind-spot form).
 
-    Level ``k`` of the U-Net has ``width * growth**k`` channels.
+    Level ``k`` of the U-Net has ``width * growth**k`` channels. ``blind_radius``
+    (blind-spot backbone only) widens the blind spot from the pixel itself (0) to the
+    ``(2r + 1) x (2r + 1)`` square around it, for spatially correlated noise.
     """
 
     depth: int = Field(3, ge=1, le=6)
     width: int = Field(32, ge=1, le=512)
     growth: float = Field(2.0, ge=1.0, le=4.0)
+    blind_radius: int = Field(0, ge=0, le=8)
 
 
 class NoiseModelConfig(_Strict):
@@ -95,6 +98,10 @@ class TrainConfig(_Strict):
     # calibrated, which the posterior mean needs), 0.5 with the masked U-Net (plain NLL
     # diverged there when retraining on smooth stage outputs). See benchmarks/RESULTS.md.
     nll_beta: float | None = Field(None, ge=0.0, le=1.0)
+    # Exponential moving average of the weights (0: off). The saved model gets the
+    # averaged weights, which smooth out the step-to-step noise of constant-LR training;
+    # the decay warms up as min(ema_decay, (1 + n) / (10 + n)) after n updates.
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)
@@ -115,6 +122,10 @@ class TrainConfig(_Strict):
             raise ValueError(f"backbone 'blindspot' is not available for variant {self.variant!r}")
         if self.backbone == "unet" and self.variant == "blindspot":
             raise ValueError("variant 'blindspot' needs backbone 'blindspot'")
+        if self.network.blind_radius and self.resolved_backbone != "blindspot":
+            raise ValueError("network.blind_radius needs the blind-spot backbone (variant "
+                             "'blindspot', or 'probabilistic' with backbone 'blindspot'); "
+                             "masked variants use mask.struct for correlated noise")
         return self
 
     @property

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
@@ -85,14 +86,18 @@ def train(
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
+    ema_state = None
     if resume:
-        state = _load_checkpoint(ckpt_path, config, network, optimizer, generator)
+        state, ema_state = _load_checkpoint(ckpt_path, config, network, optimizer, generator)
 
     model = Model(network, config, normalizer, noise=noise, history=state["history"])
     val_batches = _validation_batches(split.val, variant, config.seed)
     loop = _Loop(network, optimizer, variant, sampler, generator, config, ckpt_path, state)
+    if ema_state is not None:
+        loop.load_ema(ema_state, ckpt_path)
     with _catch_sigint() as interrupted:
         loop.run(steps, val_batches, interrupted, progress)
+    network.load_state_dict(loop.final_weights())
     model.history = state["history"]
     model.train_seconds = state["seconds"]
     if out is not None:
@@ -110,6 +115,19 @@ class _Loop:
         self.autocast = config.precision == "bfloat16"
         # channels-last convolutions measured 1.1-1.8x faster on this CPU (benchmarks/RESULTS.md)
         self.network.to(memory_format=torch.channels_last)
+        self.ema = (AveragedModel(network, multi_avg_fn=_ema_update(config.ema_decay))
+                    if config.ema_decay > 0 else None)
+
+    def final_weights(self) -> dict:
+        """The weights the trained model gets: the moving average if enabled."""
+        return (self.ema.module if self.ema is not None else self.network).state_dict()
+
+    def load_ema(self, ema_state: dict, path: Path) -> None:
+        """Restore the moving average from a checkpoint's ``ema`` entry."""
+        try:
+            self.ema.load_state_dict(ema_state)
+        except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
+            raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
 
     def run(self, steps: int, val_batches, interrupted: threading.Event, progress: bool) -> None:
         cfg, state = self.config, self.state
@@ -157,17 +175,20 @@ class _Loop:
             return value
         loss.backward()
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
         return value
 
     @torch.no_grad()
     def _validate(self, val_batches) -> float | None:
         if not val_batches:
             return None
-        self.network.eval()
+        network = self.ema.module if self.ema is not None else self.network
+        network.eval()
         total = 0.0
         for inputs, target, mask in val_batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-                output = self.network(fast_layout(inputs))
+                output = network(fast_layout(inputs))
             total += float(self.variant.loss(output.float(), target, mask))
         return total / len(val_batches)
 
@@ -181,6 +202,8 @@ class _Loop:
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
             "config": self.config.model_dump(mode="json"),
         }
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
         with atomic_path(self.ckpt_path, overwrite=True) as tmp:
             torch.save(payload, tmp)
 
@@ -191,6 +214,21 @@ class _Loop:
             f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss}); "
             f"try a lower --learning-rate (now {self.config.learning_rate:g}) or check that "
             f"the images are not dominated by outliers{kept}")
+
+
+def _ema_update(decay: float):
+    """In-place EMA step for ``AveragedModel``: lerp towards the new weights.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` so that short runs are not
+    dominated by the random initial weights.
+    """
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n) -> None:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        for avg, cur in zip(averaged, current, strict=True):
+            avg.lerp_(cur, 1.0 - d)
+
+    return update
 
 
 def _validation_batches(val: Sequence[np.ndarray], variant, seed: int) -> list:
@@ -253,7 +291,8 @@ def _claim_output(out: Path | None, fresh: bool) -> None:
             stale.unlink()
 
 
-def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator) -> dict:
+def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator
+                     ) -> tuple[dict, dict | None]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
         saved = payload["config"]
@@ -272,7 +311,9 @@ def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, genera
     if config.epochs < done:
         raise InputError(f"{path}: checkpoint has already trained {done} epochs; "
                          f"epochs must be at least {done} to resume (got {config.epochs})")
-    return payload["state"]
+    if config.ema_decay > 0 and "ema" not in payload:
+        raise InputError(f"{path}: not a usable checkpoint (no weight average)")
+    return payload["state"], payload.get("ema") if config.ema_decay > 0 else None
 
 
 @contextlib.contextmanager

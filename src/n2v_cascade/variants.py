@@ -50,7 +50,7 @@ class Variant:
         net = self.config.network
         if self.config.resolved_backbone == "blindspot":
             return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
-                                ndim=ndim, growth=net.growth)
+                                ndim=ndim, growth=net.growth, blind_radius=net.blind_radius)
         return UNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim,
                     growth=net.growth, **self._unet_options())
 

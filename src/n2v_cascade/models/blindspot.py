@@ -46,6 +46,14 @@ class BlindSpotNet(nn.Module):
         U-Net depth (number of downsamplings) and top-level channels.
     ndim
         Must be 2; a 3-D blind spot would need six directions and is not implemented.
+    growth
+        Channel growth per level (see the U-Net).
+    blind_radius
+        0 (Laine et al.): only the pixel itself is hidden. ``r > 0`` hides the whole
+        ``(2r + 1) x (2r + 1)`` square around it (each branch is shifted ``r + 1`` rows),
+        for spatially correlated noise whose correlation reaches ``r`` pixels, where a
+        one-pixel blind spot would let the network copy the noise from its neighbours
+        (the blind-spot counterpart of structN2V masks).
 
     Raises
     ------
@@ -61,10 +69,14 @@ class BlindSpotNet(nn.Module):
         width: int = 32,
         ndim: int = 2,
         growth: float = 2.0,
+        blind_radius: int = 0,
     ) -> None:
         super().__init__()
         if ndim != 2:
             raise InputError(f"BlindSpotNet is 2-D only (ndim=2), got ndim={ndim}")
+        if blind_radius < 0:
+            raise InputError(f"blind_radius must be >= 0, got {blind_radius}")
+        self.shift = blind_radius + 1
         if out_channels < 1:
             raise InputError(f"out_channels must be >= 1, got {out_channels}")
         self.in_channels = in_channels
@@ -107,7 +119,7 @@ class BlindSpotNet(nn.Module):
         dims = (-2, -1)
         total = None
         for k in range(4):
-            part = self.backbone(_channels_last(shift_down(torch.rot90(x, k, dims))))
+            part = self.backbone(_channels_last(shift_down(torch.rot90(x, k, dims), self.shift)))
             if k:
                 part = torch.rot90(part, -k, dims)
             block = conv.weight[:, k * width: (k + 1) * width]
@@ -139,11 +151,12 @@ class BlindSpotNet(nn.Module):
         if batched:
             if x.shape[-1] != x.shape[-2]:
                 raise ValueError("batched rotations need a square input")
-            stacked = torch.cat([shift_down(torch.rot90(x, k, dims)) for k in range(4)], dim=0)
+            stacked = torch.cat([shift_down(torch.rot90(x, k, dims), self.shift)
+                                 for k in range(4)], dim=0)
             parts = self.backbone(_channels_last(stacked)).chunk(4, dim=0)
         else:
             parts = tuple(
-                self.backbone(_channels_last(shift_down(torch.rot90(x, k, dims))))
+                self.backbone(_channels_last(shift_down(torch.rot90(x, k, dims), self.shift)))
                 for k in range(4)
             )
         back = [p if k == 0 else torch.rot90(p, -k, dims) for k, p in enumerate(parts)]
