@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from n2v_cascade.config import make_config
+from n2v_cascade.errors import InputError
 from n2v_cascade.model import Model
 from n2v_cascade.train import train
 from n2v_cascade.variants import REGISTRY, Probabilistic, get_variant, posterior_mean
@@ -104,11 +106,13 @@ def test_nll_is_minimised_by_true_mean_and_variance() -> None:
     assert abs(vars_[j] - float(target.var())) < 0.02
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
-def test_nll_training_converges_to_true_mean_and_variance(beta: float) -> None:
-    # beta-NLL reweights pixels but keeps the minimiser: gradient descent on a constant
-    # prediction must land on the sample mean and variance for every beta.
-    variant = Probabilistic(_config("probabilistic", nll_beta=beta))
+@pytest.mark.parametrize("loss", [{"nll_beta": 0.0}, {"nll_beta": 0.5}, {"nll_beta": 1.0},
+                                  {"mean_loss": "mse"}])
+def test_nll_training_converges_to_true_mean_and_variance(loss: dict) -> None:
+    # beta-NLL reweights pixels and the decoupled loss splits the gradients, but both keep
+    # the minimiser: gradient descent on a constant prediction must land on the sample
+    # mean and variance for every setting.
+    variant = Probabilistic(_config("probabilistic", **loss))
     gen = torch.Generator().manual_seed(1)
     target = 0.3 + 0.5 * torch.randn(1, 1, 64, 64, generator=gen)
     params = torch.tensor([-1.0, 1.5], requires_grad=True)  # mean, log-variance: far off
@@ -134,6 +138,24 @@ def test_nll_beta_keeps_the_mean_gradient_of_high_variance_pixels() -> None:
         grads[beta] = out.grad[0, 0, 0].clone()
     assert float(grads[0.0][1] / grads[0.0][0]) == pytest.approx(np.exp(-4.0), rel=1e-4)
     assert float(grads[1.0][1] / grads[1.0][0]) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_decoupled_loss_gives_mse_gradient_to_mean_and_nll_gradient_to_variance() -> None:
+    target = torch.tensor([[[[0.5, -1.0, 2.0]]]])
+    raw = torch.tensor([[[[1.0, 1.0, -0.5]], [[0.0, 4.0, -2.0]]]])
+    grads = {}
+    for name, values in (("mse", {"mean_loss": "mse"}), ("nll", {"nll_beta": 0.0})):
+        out = raw.clone().requires_grad_(True)
+        Probabilistic(_config("probabilistic", **values)).loss(out, target, None).backward()
+        grads[name] = out.grad[0, :, 0].clone()
+    n = target.numel()
+    mean, logvar = raw[0, 0, 0], raw[0, 1, 0]
+    torch.testing.assert_close(grads["mse"][0], (mean - target[0, 0, 0]) / n)  # MSE, no 1/var
+    torch.testing.assert_close(grads["mse"][1], grads["nll"][1])  # variance: plain NLL
+    assert not torch.allclose(grads["nll"][0], grads["mse"][0])
+    assert torch.allclose(grads["nll"][0], grads["mse"][0] * torch.exp(-logvar))
+    with pytest.raises(InputError, match="nll_beta applies to mean_loss 'nll' only"):
+        make_config(variant="probabilistic", mean_loss="mse", nll_beta=0.5)
 
 
 def test_posterior_mean_closed_form() -> None:

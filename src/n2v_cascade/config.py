@@ -98,6 +98,11 @@ class TrainConfig(_Strict):
     # calibrated, which the posterior mean needs), 0.5 with the masked U-Net (plain NLL
     # diverged there when retraining on smooth stage outputs). See benchmarks/RESULTS.md.
     nll_beta: float | None = Field(None, ge=0.0, le=1.0)
+    # Probabilistic variant: "mse" trains the mean head by squared error and the variance
+    # head by the NLL of the (gradient-stopped) mean's residual: the mean learns as fast
+    # as a plain blind-spot network's while the variance stays calibrated. "nll": the
+    # joint (beta-)NLL above.
+    mean_loss: Literal["nll", "mse"] = "nll"
     # Exponential moving average of the weights (0: off). The saved model gets the
     # averaged weights, which smooth out the step-to-step noise of constant-LR training;
     # the decay warms up as min(ema_decay, (1 + n) / (10 + n)) after n updates.
@@ -122,6 +127,8 @@ class TrainConfig(_Strict):
             raise ValueError(f"backbone 'blindspot' is not available for variant {self.variant!r}")
         if self.backbone == "unet" and self.variant == "blindspot":
             raise ValueError("variant 'blindspot' needs backbone 'blindspot'")
+        if self.mean_loss == "mse" and self.nll_beta is not None:
+            raise ValueError("nll_beta applies to mean_loss 'nll' only")
         if self.network.blind_radius and self.resolved_backbone != "blindspot":
             raise ValueError("network.blind_radius needs the blind-spot backbone (variant "
                              "'blindspot', or 'probabilistic' with backbone 'blindspot'); "

@@ -146,6 +146,12 @@ class Probabilistic(Variant):
     ) -> torch.Tensor:
         mean = output[:, :1]
         logvar = output[:, 1:2].clamp(LOGVAR_MIN, LOGVAR_MAX)
+        if self.config.mean_loss == "mse":
+            # decoupled: squared error for the mean, NLL of its residual for the variance;
+            # the per-pixel minimiser is again the true mean and variance
+            resid2 = (target - mean.detach()) ** 2
+            nll = 0.5 * (logvar + resid2 * torch.exp(-logvar) + math.log(2 * math.pi))
+            return _masked_mean(0.5 * (target - mean) ** 2 + nll, mask)
         nll = 0.5 * (logvar + (target - mean) ** 2 * torch.exp(-logvar) + math.log(2 * math.pi))
         beta = self.config.resolved_nll_beta
         if beta > 0:
