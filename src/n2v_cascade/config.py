@@ -7,7 +7,7 @@ that produced it. Wrong values are refused with a message naming the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -56,13 +56,16 @@ class NetworkConfig(_Strict):
 
     Level ``k`` of the U-Net has ``width * growth**k`` channels. ``blind_radius``
     (blind-spot backbone only) widens the blind spot from the pixel itself (0) to the
-    ``(2r + 1) x (2r + 1)`` square around it, for spatially correlated noise.
+    ``(2r + 1) x (2r + 1)`` square around it, for spatially correlated noise; ``auto``
+    picks it from the training images (:mod:`n2v_cascade.correlation`) and the saved
+    config holds the number chosen.
     """
 
     depth: int = Field(3, ge=1, le=6)
     width: int = Field(32, ge=1, le=512)
     growth: float = Field(2.0, ge=1.0, le=4.0)
-    blind_radius: int = Field(0, ge=0, le=8)
+    blind_radius: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] = 0
+    ring_residual: bool = False
 
 
 class NoiseModelConfig(_Strict):

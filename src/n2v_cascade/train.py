@@ -69,6 +69,7 @@ def train(
 
     raw = as_slices([arr for _, arr in named])
     names = [name for name, arr in named for _ in range(1 if arr.ndim == 2 else arr.shape[0])]
+    config = _check_noise_correlation(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
     variant = get_variant(config)
     divisor = 2 ** config.network.depth
@@ -214,6 +215,33 @@ class _Loop:
             f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss}); "
             f"try a lower --learning-rate (now {self.config.learning_rate:g}) or check that "
             f"the images are not dominated by outliers{kept}")
+
+
+def _check_noise_correlation(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str],
+                             progress: bool) -> TrainConfig:
+    """Resolve ``blind_radius: auto``; warn when correlated noise is not accounted for."""
+    from .config import update_config
+    from .correlation import suggest_blind_radius
+
+    radius, corr = suggest_blind_radius(raw)
+    blind = config.resolved_backbone == "blindspot"
+    if blind and config.network.blind_radius == "auto":
+        if progress:
+            tqdm.write(f"blind-spot radius {radius} (noise correlation up to "
+                       f"{corr[:, 0].max():.2f} between neighbours)")
+        return update_config(config, "blind_radius auto", network={"blind_radius": radius})
+    handled = (config.network.blind_radius >= radius if blind else
+               config.mask.struct is not None or config.mask.struct_kernel is not None)
+    if radius and not handled:
+        worst = int(corr[:, 0].max(axis=1).argmax())
+        fix = ("--blind-radius auto" if blind else
+               "--mask horizontal:N / vertical:N (structN2V) or the blind-spot backbone "
+               "with --blind-radius auto")
+        warnings.warn(
+            f"{names[worst]}: the noise looks spatially correlated (neighbour correlation "
+            f"{corr[worst, 0, 0]:.2f} along Y, {corr[worst, 0, 1]:.2f} along X); a blind-spot "
+            f"method then learns to copy the noise - consider {fix}", UserWarning, stacklevel=3)
+    return config
 
 
 def _ema_update(decay: float):

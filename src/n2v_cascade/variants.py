@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .errors import InputError
 from .masking import apply_masking, grid_mask, line_kernel, random_mask, validate_kernel
 from .models import BlindSpotNet, UNet
 
@@ -48,9 +49,13 @@ class Variant:
     def build_network(self, ndim: int = 2) -> nn.Module:
         """The shared backbone, sized by the config, with this variant's head."""
         net = self.config.network
+        if net.blind_radius == "auto":
+            raise InputError("network.blind_radius 'auto' is chosen from the training images; "
+                             "train() resolves it before building the network")
         if self.config.resolved_backbone == "blindspot":
             return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
-                                ndim=ndim, growth=net.growth, blind_radius=net.blind_radius)
+                                ndim=ndim, growth=net.growth, blind_radius=net.blind_radius,
+                                ring_residual=net.ring_residual)
         return UNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim,
                     growth=net.growth, **self._unet_options())
 

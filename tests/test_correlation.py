@@ -1,0 +1,81 @@
+"""The clean-reference-free noise-correlation check and its use in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from n2v_cascade.correlation import (
+    CORRELATED,
+    estimate_noise_correlation,
+    suggest_blind_radius,
+)
+from n2v_cascade.errors import InputError
+from n2v_cascade.train import train
+
+
+def _smooth(shape=(128, 128)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return 100 + 40 * np.sin(yy / 17.0) * np.cos(xx / 23.0)
+
+
+def _correlated_noise(shape, rng, axis: int) -> np.ndarray:
+    """Unit-variance noise whose neighbours along ``axis`` have correlation 0.5."""
+    n = rng.normal(0, 1, (shape[0] + 1, shape[1] + 1))
+    a, b = (n[:-1, :-1], n[1:, :-1]) if axis == 0 else (n[:-1, :-1], n[:-1, 1:])
+    return (a + b) / np.sqrt(2)
+
+
+def test_white_noise_is_not_correlated() -> None:
+    rng = np.random.default_rng(0)
+    corr = estimate_noise_correlation(_smooth() + rng.normal(0, 10, (128, 128)), max_lag=3)
+    assert corr.shape == (3, 2)
+    assert np.all(np.abs(corr) < 0.1)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_correlated_noise_is_found_along_its_axis(axis: int) -> None:
+    rng = np.random.default_rng(1)
+    noisy = _smooth() + 10 * _correlated_noise((128, 128), rng, axis)
+    corr = estimate_noise_correlation(noisy, max_lag=2)
+    assert corr[0, axis] > 0.35  # true 0.5, minus the box filter's bias
+    # the box high-pass biases the other entries slightly negative; none looks correlated
+    assert abs(corr[0, 1 - axis]) < 0.15 and np.all(corr[1] < CORRELATED)
+
+
+def test_suggested_radius_follows_the_share_of_correlated_pixels() -> None:
+    rng = np.random.default_rng(2)
+    white = [_smooth() + rng.normal(0, 10, (128, 128)) for _ in range(3)]
+    corr = _smooth() + 10 * _correlated_noise((128, 128), rng, 1)
+    assert suggest_blind_radius(white)[0] == 0
+    assert suggest_blind_radius([*white, corr])[0] == 1  # a quarter of the pixels
+    small = corr[:48, :48]  # 1.4% of the pixels: below the default 10% share
+    assert suggest_blind_radius([*white, small])[0] == 0
+    radius, values = suggest_blind_radius([*white, np.zeros((8, 8))])  # too small: skipped
+    assert radius == 0 and values.shape == (4, 2, 2) and np.all(values[3] == 0)
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(InputError, match="at least 32x32"):
+        estimate_noise_correlation(np.zeros((16, 64)))
+    with pytest.raises(InputError, match="2-D real image"):
+        estimate_noise_correlation(np.zeros((4, 64, 64)))
+    with pytest.raises(InputError, match="NaN"):
+        estimate_noise_correlation(np.full((64, 64), np.nan))
+    assert np.all(estimate_noise_correlation(np.ones((64, 64))) == 0)
+
+
+def test_training_warns_on_correlated_noise_and_auto_radius_hides_it() -> None:
+    rng = np.random.default_rng(3)
+    noisy = (_smooth() + 10 * _correlated_noise((128, 128), rng, 1)).astype(np.float32)
+    with pytest.warns(UserWarning, match="spatially correlated.*--mask horizontal"):
+        train(noisy, tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+    model = train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1,
+                                     network={"depth": 2, "width": 8, "blind_radius": "auto"}),
+                  progress=False)
+    assert model.config.network.blind_radius == 1
+    assert model.network.shift == 2
+    with pytest.warns(UserWarning, match="--blind-radius auto"):
+        train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1),
+              progress=False)
