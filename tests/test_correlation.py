@@ -79,3 +79,21 @@ def test_training_warns_on_correlated_noise_and_auto_radius_hides_it() -> None:
     with pytest.warns(UserWarning, match="--blind-radius auto"):
         train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1),
               progress=False)
+
+
+def test_posterior_falls_back_to_the_prior_on_correlated_noise() -> None:
+    import warnings
+
+    rng = np.random.default_rng(4)
+    white = (_smooth() + rng.normal(0, 10, (128, 128))).astype(np.float32)
+    corr = (_smooth() + 10 * _correlated_noise((128, 128), rng, 0)).astype(np.float32)
+    model = train(white, tiny_config(variant="probabilistic", backbone="blindspot", epochs=1,
+                                     steps_per_epoch=2, noise_model={"sigma": 10.0}),
+                  progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning on white noise
+        post = model.denoise(white, posterior=True)
+    assert not np.array_equal(post, model.denoise(white))
+    with pytest.warns(UserWarning, match="correlated.*beyond the model's blind spot"):
+        post = model.denoise(corr, posterior=True)
+    np.testing.assert_array_equal(post, model.denoise(corr))

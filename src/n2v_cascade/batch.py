@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,8 +73,12 @@ def denoise_files(
         try:
             image = read_image(src)
             if uncertainty or posterior:
-                mean, std = model.denoise(image, posterior=posterior, return_std=True,
-                                          noise_model=noise_model, **predict_kw)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    mean, std = model.denoise(image, posterior=posterior, return_std=True,
+                                              noise_model=noise_model, **predict_kw)
+                for w in caught:  # name the file each warning is about
+                    warnings.warn(f"{src}: {w.message}", w.category, stacklevel=2)
             else:
                 mean, std = model.denoise(image, **predict_kw), None
             write_image(out, mean, overwrite=overwrite, protect=protect)

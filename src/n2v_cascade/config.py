@@ -65,7 +65,9 @@ class NetworkConfig(_Strict):
     width: int = Field(32, ge=1, le=512)
     growth: float = Field(2.0, ge=1.0, le=4.0)
     blind_radius: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] = 0
-    ring_residual: bool = False
+    # Blind-spot backbone: add the mean of the ring just outside the blind spot to the
+    # predicted mean (see BlindSpotNet). None: on for the blind-spot backbone.
+    ring_residual: bool | None = None
 
 
 class NoiseModelConfig(_Strict):
@@ -105,7 +107,8 @@ class TrainConfig(_Strict):
     # head by the NLL of the (gradient-stopped) mean's residual: the mean learns as fast
     # as a plain blind-spot network's while the variance stays calibrated. "nll": the
     # joint (beta-)NLL above.
-    mean_loss: Literal["nll", "mse"] = "nll"
+    # None: "mse" with the blind-spot backbone (unless nll_beta is given), "nll" otherwise.
+    mean_loss: Literal["nll", "mse"] | None = None
     # Exponential moving average of the weights (0: off). The saved model gets the
     # averaged weights, which smooth out the step-to-step noise of constant-LR training;
     # the decay warms up as min(ema_decay, (1 + n) / (10 + n)) after n updates.
@@ -132,6 +135,8 @@ class TrainConfig(_Strict):
             raise ValueError("variant 'blindspot' needs backbone 'blindspot'")
         if self.mean_loss == "mse" and self.nll_beta is not None:
             raise ValueError("nll_beta applies to mean_loss 'nll' only")
+        if self.network.ring_residual and self.resolved_backbone != "blindspot":
+            raise ValueError("network.ring_residual needs the blind-spot backbone")
         if self.network.blind_radius and self.resolved_backbone != "blindspot":
             raise ValueError("network.blind_radius needs the blind-spot backbone (variant "
                              "'blindspot', or 'probabilistic' with backbone 'blindspot'); "
@@ -144,6 +149,25 @@ class TrainConfig(_Strict):
         if self.backbone is not None:
             return self.backbone
         return "blindspot" if self.variant == "blindspot" else "unet"
+
+    @property
+    def resolved_mean_loss(self) -> str:
+        """Loss of the probabilistic mean actually used: explicit, or the backbone's default.
+
+        The decoupled "mse" form made the blind-spot prior converge faster and without
+        the intensity bias of the joint NLL (benchmarks/RESULTS.md, FMD).
+        """
+        if self.mean_loss is not None:
+            return self.mean_loss
+        blind = self.resolved_backbone == "blindspot"
+        return "mse" if blind and self.nll_beta is None else "nll"
+
+    @property
+    def resolved_ring_residual(self) -> bool:
+        """Whether the blind-spot net adds its ring mean: explicit, or on for that backbone."""
+        if self.network.ring_residual is not None:
+            return self.network.ring_residual
+        return self.resolved_backbone == "blindspot"
 
     @property
     def resolved_nll_beta(self) -> float:

@@ -139,12 +139,34 @@ class Model:
                 "posterior mean with a masked U-Net backbone: the network saw each pixel at "
                 "prediction time, so the observation is counted twice; train with "
                 "--backbone blindspot for an exact posterior", UserWarning, stacklevel=2)
+        if posterior and self._correlated_beyond_blind_spot(image):
+            posterior = False
         if posterior:
             mean, std = posterior_mean(est["mean"], est["var"], image, noise_var)
         else:
             mean = est["mean"]
             std = np.sqrt(np.maximum(est["var"] - noise_var, 0)).astype(np.float32)
         return (mean, std) if return_std else mean
+
+    def _correlated_beyond_blind_spot(self, image: np.ndarray) -> bool:
+        """Warn and say True when the image's noise is correlated beyond the blind spot.
+
+        The posterior assumes the observed pixel's noise is independent of everything the
+        prior saw; correlated noise (e.g. FMD wide-field frames) breaks that and the
+        posterior mean then falls below the prior mean (by 1-3 dB there).
+        """
+        from .correlation import suggest_blind_radius
+
+        radius = self.config.network.blind_radius
+        need, corr = suggest_blind_radius(as_slices([image]))
+        if need <= radius:
+            return False
+        warnings.warn(
+            f"the noise of this image looks spatially correlated (neighbour correlation "
+            f"{corr[:, 0].max():.2f}) beyond the model's blind spot (radius {radius}); the "
+            f"posterior would count it twice, so the prior mean is returned (train with "
+            f"--blind-radius auto for such data)", UserWarning, stacklevel=3)
+        return True
 
     def _noise_for(self, image: np.ndarray, choice: str | Mapping[str, Any],
                    prior_mean: np.ndarray) -> dict | None:
@@ -218,6 +240,9 @@ class Model:
             raise ModelError(
                 f"{path}: model format version {version!r} is not supported by n2v-cascade "
                 f"{__version__} (expects {FORMAT_VERSION})")
+        network_raw = raw.get("network")
+        if isinstance(network_raw, dict) and "ring_residual" not in network_raw:
+            network_raw["ring_residual"] = False  # saved before the option existed: none
         try:
             config = make_config(str(path / CONFIG), **raw)
             normalizer = Normalizer.model_validate(meta["normalizer"])

@@ -55,7 +55,7 @@ class Variant:
         if self.config.resolved_backbone == "blindspot":
             return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
                                 ndim=ndim, growth=net.growth, blind_radius=net.blind_radius,
-                                ring_residual=net.ring_residual)
+                                ring_residual=self.config.resolved_ring_residual)
         return UNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim,
                     growth=net.growth, **self._unet_options())
 
@@ -151,7 +151,7 @@ class Probabilistic(Variant):
     ) -> torch.Tensor:
         mean = output[:, :1]
         logvar = output[:, 1:2].clamp(LOGVAR_MIN, LOGVAR_MAX)
-        if self.config.mean_loss == "mse":
+        if self.config.resolved_mean_loss == "mse":
             # decoupled: squared error for the mean, NLL of its residual for the variance;
             # the per-pixel minimiser is again the true mean and variance
             resid2 = (target - mean.detach()) ** 2
