@@ -284,7 +284,7 @@ class Cascade:
                     parent, cfg.model_dump(mode="json"))
                 res = run_stage(current, cfg, out / sdir if out else None, names, model=given,
                                 posterior=self.posterior, resume=resume, overwrite=overwrite,
-                                progress=progress, reuse_outputs=reuse)
+                                progress=progress, reuse_outputs=reuse, retrain=k > 0)
                 where = self.model_paths[k] if given else (f"{sdir}/model" if out else None)
                 gt, states = tracker.evaluate(estimate_fn(res.model))
                 entry = self._entry(k, sdir, where, parent, res, gt, refs, data_range, names)

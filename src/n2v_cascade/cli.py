@@ -120,7 +120,7 @@ def train(
     depth: Depth = None,
     width: Width = None,
     blind_radius: Annotated[int | None, typer.Option(help="Blind-spot backbone: hide the (2r+1)x(2r+1) square around each pixel, for spatially correlated noise (default 0: the pixel only).")] = None,
-    ema_decay: Annotated[float | None, typer.Option(help="Average the weights over training (exponential moving average with this decay, e.g. 0.999; 0 = off).")] = None,
+    ema_decay: Annotated[float | None, typer.Option(help="Average the weights over training (exponential moving average with this decay; default 0.99, 0 = off).")] = None,
     mask: Annotated[list[str] | None, typer.Option(help="random | grid | horizontal:N | vertical:N (repeatable).")] = None,
     mask_file: Annotated[Path | None, typer.Option(help="structN2V mask: 2-D boolean .npy with odd sides.")] = None,
     mask_fraction: Annotated[float | None, typer.Option(help="Fraction of pixels masked per patch (random, default 0.002).")] = None,

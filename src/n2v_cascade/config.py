@@ -110,9 +110,10 @@ class TrainConfig(_Strict):
     # None: "mse" with the blind-spot backbone (unless nll_beta is given), "nll" otherwise.
     mean_loss: Literal["nll", "mse"] | None = None
     # Exponential moving average of the weights (0: off). The saved model gets the
-    # averaged weights, which smooth out the step-to-step noise of constant-LR training;
+    # averaged weights, which smooth out the step-to-step noise of constant-LR training
+    # (FMD, 180 s: N2V +0.4 dB; it removed the blind-spot prior's intensity drift);
     # the decay warms up as min(ema_decay, (1 + n) / (10 + n)) after n updates.
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    ema_decay: float = Field(0.99, ge=0.0, lt=1.0)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)

@@ -174,7 +174,8 @@ def _runs(noisy, cleans, names, folder: Path, variants, plan, data_range, gt_fre
         cfg = stage_config(chain[-1], len(chain) - 1, plan["base"], epochs=plan["epochs"],
                            retrain_epochs=plan["retrain_epochs"])
         res = run_stage(parent_out, cfg, folder / "+".join(chain), names, resume=resume,
-                        overwrite=overwrite, progress=False, reuse_outputs=True)
+                        overwrite=overwrite, progress=False, reuse_outputs=True,
+                        retrain=len(chain) > 1)
         tracker.commit(parent_states)
         gt, states = tracker.evaluate(estimate_fn(res.model))
         seconds = parent_secs + res.model.train_seconds

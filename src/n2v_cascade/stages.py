@@ -7,6 +7,7 @@ re-exported by :mod:`.cascade`.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def estimate_fn(model: Model) -> Denoiser:
 def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
               names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
               resume: bool = False, overwrite: bool = False, progress: bool = True,
-              reuse_outputs: bool = False) -> StageResult:
+              reuse_outputs: bool = False, retrain: bool = False) -> StageResult:
     """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
 
     ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
@@ -134,8 +135,11 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
                              f"use --overwrite to retrain")
     elif model is None:
         again = resume and model_dir is not None and (model_dir / CHECKPOINT).is_file()
-        model = train(list(images), config, output_dir=model_dir, resume=again,
-                      overwrite=overwrite or resume, progress=progress)
+        with warnings.catch_warnings():
+            if retrain:  # a denoised input's leftover noise is correlated by construction
+                warnings.filterwarnings("ignore", "noise looks spatially correlated")
+            model = train(list(images), config, output_dir=model_dir, resume=again,
+                          overwrite=overwrite or resume, progress=progress)
     paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
     std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
                  if model.variant.probabilistic]

@@ -233,13 +233,15 @@ def _check_noise_correlation(config: TrainConfig, raw: Sequence[np.ndarray], nam
     handled = (config.network.blind_radius >= radius if blind else
                config.mask.struct is not None or config.mask.struct_kernel is not None)
     if radius and not handled:
-        worst = int(corr[:, 0].max(axis=1).argmax())
+        worst = int(corr.reshape(len(corr), -1).max(axis=1).argmax())
+        lag = int(corr[worst].max(axis=1).argmax())
         fix = ("--blind-radius auto" if blind else
                "--mask horizontal:N / vertical:N (structN2V) or the blind-spot backbone "
                "with --blind-radius auto")
         warnings.warn(
-            f"{names[worst]}: the noise looks spatially correlated (neighbour correlation "
-            f"{corr[worst, 0, 0]:.2f} along Y, {corr[worst, 0, 1]:.2f} along X); a blind-spot "
+            f"{names[worst]}: the noise looks spatially correlated (correlation "
+            f"{corr[worst, lag, 0]:.2f} along Y, {corr[worst, lag, 1]:.2f} along X between "
+            f"pixels {lag + 1} apart); a blind-spot "
             f"method then learns to copy the noise - consider {fix}", UserWarning, stacklevel=3)
     return config
 
@@ -339,8 +341,8 @@ def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, genera
     if config.epochs < done:
         raise InputError(f"{path}: checkpoint has already trained {done} epochs; "
                          f"epochs must be at least {done} to resume (got {config.epochs})")
-    if config.ema_decay > 0 and "ema" not in payload:
-        raise InputError(f"{path}: not a usable checkpoint (no weight average)")
+    # a checkpoint without an average (ema_decay 0, or written before it existed) was
+    # refused above if the config differs; otherwise the average starts from its weights
     return payload["state"], payload.get("ema") if config.ema_decay > 0 else None
 
 
