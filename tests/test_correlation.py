@@ -94,6 +94,13 @@ def test_posterior_falls_back_to_the_prior_on_correlated_noise() -> None:
         warnings.simplefilter("error")  # no warning on white noise
         post = model.denoise(white, posterior=True)
     assert not np.array_equal(post, model.denoise(white))
+    # the posterior uses the predicted variance calibrated on this image's residual
+    from n2v_cascade.variants import calibrate_variance, posterior_mean
+
+    est = model.predict(white)
+    var = calibrate_variance(white, est["mean"], est["var"])
+    expected, _ = posterior_mean(est["mean"], var, white, model.noise_variance(est["mean"]))
+    np.testing.assert_allclose(post, expected, rtol=1e-5, atol=1e-4)
     with pytest.warns(UserWarning, match="correlated.*beyond the model's blind spot"):
         post = model.denoise(corr, posterior=True)
     np.testing.assert_array_equal(post, model.denoise(corr))

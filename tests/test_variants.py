@@ -190,3 +190,20 @@ def test_nll_beta_defaults_follow_the_backbone() -> None:
     assert _config("probabilistic").resolved_nll_beta == 0.5
     assert _config("probabilistic", backbone="blindspot").resolved_nll_beta == 0.0
     assert _config("probabilistic", backbone="blindspot", nll_beta=1.0).resolved_nll_beta == 1.0
+
+
+def test_variance_calibration_matches_the_observed_residual() -> None:
+    from n2v_cascade.variants import calibrate_variance
+
+    rng = np.random.default_rng(5)
+    mean = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    true_var = rng.uniform(0.5, 2.0, mean.shape).astype(np.float32)
+    observed = mean + rng.normal(0, 1, mean.shape).astype(np.float32) * np.sqrt(true_var)
+    for factor in (0.5, 1.0, 3.0):  # a mis-scaled prediction is scaled back
+        fixed = calibrate_variance(observed, mean, true_var * factor)
+        assert fixed.dtype == np.float32 and fixed.shape == mean.shape
+        assert float(fixed.mean()) == pytest.approx(float(np.mean((observed - mean) ** 2)),
+                                                    rel=1e-5)
+        assert float(fixed.mean() / true_var.mean()) == pytest.approx(1.0, abs=0.05)
+    zero = np.zeros_like(mean)
+    assert calibrate_variance(observed, mean, zero) is zero  # nothing to scale

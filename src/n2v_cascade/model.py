@@ -26,7 +26,7 @@ from .errors import InputError, ModelError, OutputExistsError
 from .models import fast_layout
 from .normalize import Normalizer
 from .predict import predict_tiled
-from .variants import Variant, get_variant, posterior_mean
+from .variants import Variant, calibrate_variance, get_variant, posterior_mean
 
 FORMAT_VERSION = 1
 # Where the posterior mean takes its noise model from (see Model.denoise).
@@ -132,6 +132,8 @@ class Model:
             raise InputError(
                 f"variant {self.config.variant!r} predicts no variance; posterior and "
                 f"uncertainty need --variant probabilistic")
+        if self.config.resolved_backbone == "blindspot":
+            est["var"] = calibrate_variance(image, est["mean"], est["var"])
         noise_var = self.noise_variance(est["mean"],
                                         self._noise_for(image, noise_model, est["mean"]))
         if posterior and self.config.resolved_backbone != "blindspot":
