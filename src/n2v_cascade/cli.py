@@ -18,6 +18,7 @@ from .cli_options import (
     LearningRate,
     Overwrite,
     PatchSize,
+    Quiet,
     StepsPerEpoch,
     Width,
 )
@@ -28,7 +29,6 @@ app = typer.Typer(
     help="Self-supervised Noise2Void denoising for microscopy images (no clean data needed).",
 )
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def _config_from_options(config_file: Path | None, **opts):

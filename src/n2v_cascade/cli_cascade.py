@@ -17,13 +17,13 @@ from .cli_options import (
     LearningRate,
     Overwrite,
     PatchSize,
+    Quiet,
     StepsPerEpoch,
     Width,
 )
 from .errors import InputError
 
 Resume = Annotated[bool, typer.Option("--resume", help="Reuse finished stages/runs in OUTPUT and continue an interrupted one from its checkpoint.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
 def _split(text: str, option: str) -> list[str]:

@@ -96,6 +96,11 @@ class Variant:
         return {"mean": output[:, :1]}
 
 
+def _gaussian_nll(squared_error: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-pixel Gaussian negative log-likelihood from the squared error and log-variance."""
+    return 0.5 * (logvar + squared_error * torch.exp(-logvar) + math.log(2 * math.pi))
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return values.mean()
@@ -154,10 +159,9 @@ class Probabilistic(Variant):
         if self.config.resolved_mean_loss == "mse":
             # decoupled: squared error for the mean, NLL of its residual for the variance;
             # the per-pixel minimiser is again the true mean and variance
-            resid2 = (target - mean.detach()) ** 2
-            nll = 0.5 * (logvar + resid2 * torch.exp(-logvar) + math.log(2 * math.pi))
+            nll = _gaussian_nll((target - mean.detach()) ** 2, logvar)
             return _masked_mean(0.5 * (target - mean) ** 2 + nll, mask)
-        nll = 0.5 * (logvar + (target - mean) ** 2 * torch.exp(-logvar) + math.log(2 * math.pi))
+        nll = _gaussian_nll((target - mean) ** 2, logvar)
         beta = self.config.resolved_nll_beta
         if beta > 0:
             # beta-NLL (Seitzer et al. 2022): weight each pixel by var**beta, held constant
