@@ -18,6 +18,7 @@ from n2v_cascade.cascade import (
     gt_free_errors,
     stage_config,
 )
+from n2v_cascade.errors import InputError
 from n2v_cascade.io import read_image, write_image
 from n2v_cascade.train import train
 
@@ -241,3 +242,22 @@ def test_plan_of_passes_and_defaults() -> None:
     assert stage_config("n2v", 1, {"epochs": 50, "seed": 2}).epochs == 10  # base: stage 1 only
     assert stage_config("n2v", 0, {"epochs": 50, "seed": 2}).seed == 2
     assert stage_config("structured", 1, tiny_config()).mask.pattern == "grid"
+
+
+def test_resume_reuses_a_stage_trained_with_blind_radius_auto(tmp_path, noisy_pair,
+                                                             spy_train) -> None:
+    _, noisy = noisy_pair
+    auto = tiny_config(variant="blindspot", epochs=1, steps_per_epoch=2,
+                       network={"depth": 2, "width": 8, "blind_radius": "auto"})
+    first = stages_mod.run_stage([noisy], auto, tmp_path / "s", ["image"], progress=False)
+    stored = first.model.config.network.blind_radius
+    assert isinstance(stored, int) and first.trained
+    spy_train.clear()
+    again = stages_mod.run_stage([noisy], auto, tmp_path / "s", ["image"], resume=True,
+                                 progress=False)
+    assert not again.trained and spy_train == []  # "auto" matches the resolved radius
+    other = tiny_config(variant="blindspot", epochs=1, steps_per_epoch=2,
+                        network={"depth": 2, "width": 8, "blind_radius": stored + 1})
+    with pytest.raises(InputError, match="different config"):
+        stages_mod.run_stage([noisy], other, tmp_path / "s", ["image"], resume=True,
+                             progress=False)

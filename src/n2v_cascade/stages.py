@@ -113,6 +113,16 @@ def estimate_fn(model: Model) -> Denoiser:
     return lambda x: model.denoise(x)
 
 
+def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
+    """True when a stored model answers the request; ``blind_radius: auto`` matches the
+    number it was resolved to when that model was trained."""
+    want = requested.model_dump(mode="json")
+    have = stored.model_dump(mode="json")
+    if want["network"].get("blind_radius") == "auto":
+        want["network"]["blind_radius"] = have["network"].get("blind_radius")
+    return want == have
+
+
 def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
               names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
               resume: bool = False, overwrite: bool = False, progress: bool = True,
@@ -130,7 +140,7 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     trained = model is None
     if model is None and resume and model_dir is not None and (model_dir / META).is_file():
         model, trained = Model.load(model_dir), False
-        if model.config.model_dump(mode="json") != config.model_dump(mode="json"):
+        if not _same_config(model.config, config):
             raise InputError(f"{model_dir}: holds a model trained with a different config; "
                              f"use --overwrite to retrain")
     elif model is None:
