@@ -53,6 +53,9 @@ class Dataset:
     gat: tuple[float, float] | None = None
     real_noise: bool = False
     extra: dict = field(default_factory=dict)
+    # Indices of images that share one model (None: one model for the whole set). FMD
+    # pools the frames of one microscope type, as a user trains on one instrument's data.
+    groups: list[list[int]] | None = None
 
     @property
     def n_pixels(self) -> int:
@@ -93,7 +96,16 @@ def fmd(quick: bool) -> Dataset:
     return Dataset(
         name="fmd-real", description=f"FMD real noise, {which} (raw vs 50-frame average)",
         names=stems, clean=clean, noisy=noisy, data_range=255.0,
-        noise_model={"kind": "poisson-gaussian"}, real_noise=True)
+        noise_model={"kind": "poisson-gaussian"}, real_noise=True,
+        groups=group_by_prefix(stems))
+
+
+def group_by_prefix(names: list[str]) -> list[list[int]]:
+    """Indices grouped by the name's first ``_`` field (FMD: Confocal, TwoPhoton, WideField)."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name.split("_")[0], []).append(i)
+    return list(groups.values())
 
 
 def _poisson(name: str, description: str, files: list[Path]) -> Dataset:

@@ -62,6 +62,7 @@ def quality_lines(sec: dict) -> list[str]:
                  _f(r.get("predict_s"), ".1f")] for r in ds["rows"]]
         out += _table(["method", "PSNR (dB)", "SSIM", "train s", "train wall s", "steps",
                        "predict wall s"], rows)
+        out += group_lines(ds["rows"])
         for rerun in ds.get("rerun", []):
             out += [f"*Rows of {', '.join(rerun['recipes'])} retrained {rerun['date']} "
                     f"(`{rerun['command']}`), same budget and data.*", ""]
@@ -75,6 +76,23 @@ def quality_lines(sec: dict) -> list[str]:
         out += _table(["variant", "training", "steps", "train s", "PSNR fp32 inference",
                        "PSNR bf16 inference", "predict s fp32", "predict s bf16"], rows)
     return out
+
+
+def group_lines(rows: list[dict]) -> list[str]:
+    """Say how a data set trained per group was split, and the blind radii chosen."""
+    grouped = [r for r in rows if r.get("models")]
+    if not grouped:
+        return []
+    sizes = ", ".join(f"{m['images'][0].split('_')[0]} ({len(m['images'])})"
+                      for m in grouped[0]["models"])
+    out = [f"One model per microscope type - {sizes} images - with the budget split by "
+           "image count, for every variant alike (a user trains on one instrument's data)."]
+    radii = {r["method"].split(" - ")[0]: [m["blind_radius"] for m in r["models"]]
+             for r in grouped if any(m.get("blind_radius") for m in r["models"])}
+    if radii:
+        out[-1] += " Blind radius chosen per group (`auto`): " + "; ".join(
+            f"{k}: {', '.join(map(str, v))}" for k, v in radii.items()) + "."
+    return out + [""]
 
 
 def ttq_lines(sec: dict) -> list[str]:

@@ -261,3 +261,14 @@ def test_resume_reuses_a_stage_trained_with_blind_radius_auto(tmp_path, noisy_pa
     with pytest.raises(InputError, match="different config"):
         stages_mod.run_stage([noisy], other, tmp_path / "s", ["image"], resume=True,
                              progress=False)
+
+
+def test_later_stages_keep_the_pixel_only_blind_spot(tmp_path, noisy_pair, spy_train) -> None:
+    """A denoised input's leftover noise is correlated by construction; the default
+    ``auto`` radius must not widen the blind spot of a retraining stage."""
+    _, noisy = noisy_pair
+    casc = _tiny_cascade(("n2v", "blindspot")).fit(noisy, output_dir=tmp_path / "o",
+                                                    progress=False)
+    second = spy_train[1]["config"]
+    assert second.network.blind_radius == 0
+    assert casc.models[1].network.shift == 1

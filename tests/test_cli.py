@@ -211,7 +211,7 @@ def test_options_reach_the_config(tmp_path: Path, capsys) -> None:
     assert saved["learning_rate"] == 0.0005  # from the file
     assert saved["seed"] == 5  # the option wins over the file
     assert saved["mask"]["fraction"] == 0.05 and saved["mask"]["replacement"] == "median"
-    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0, "blind_radius": 0,
+    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0, "blind_radius": None,
                                 "ring_residual": None}
     assert saved["ema_decay"] == 0.99
 
@@ -223,6 +223,15 @@ def test_blind_radius_option(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     saved = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
     assert saved["network"]["blind_radius"] == 1
+    code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "a"),
+                            "--variant", "blindspot", "--blind-radius", "auto", *TINY], capsys)
+    assert code == 0, err  # resolved from the (white) noise of the image: the pixel only
+    assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["network"][
+        "blind_radius"] == 0
+    code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "x"),
+                            "--variant", "blindspot", "--blind-radius", "two", *TINY], capsys)
+    assert code == 2 and "--blind-radius" in err and "'two'" in err
+    assert not (tmp_path / "x").exists()
     # a masked variant has no blind spot to widen: refused, naming the option
     code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "u"),
                             "--blind-radius", "1", *TINY], capsys)

@@ -71,14 +71,22 @@ def test_training_warns_on_correlated_noise_and_auto_radius_hides_it() -> None:
     noisy = (_smooth() + 10 * _correlated_noise((128, 128), rng, 1)).astype(np.float32)
     with pytest.warns(UserWarning, match="spatially correlated.*--mask horizontal"):
         train(noisy, tiny_config(epochs=1, steps_per_epoch=1), progress=False)
-    model = train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1,
-                                     network={"depth": 2, "width": 8, "blind_radius": "auto"}),
+    for radius in ("auto", None):  # None: the blind-spot backbone's default is auto
+        model = train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1,
+                                         network={"depth": 2, "width": 8,
+                                                  "blind_radius": radius}),
+                      progress=False)
+        assert model.config.network.blind_radius == 1
+        assert model.network.shift == 2
+    white = (_smooth() + rng.normal(0, 10, (128, 128))).astype(np.float32)
+    model = train(white, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1),
                   progress=False)
-    assert model.config.network.blind_radius == 1
-    assert model.network.shift == 2
-    with pytest.warns(UserWarning, match="--blind-radius auto"):
-        train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1),
-              progress=False)
+    assert model.config.network.blind_radius == 0 and model.network.shift == 1
+    with pytest.warns(UserWarning, match="--blind-radius auto"):  # an explicit 0 is kept
+        model = train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1,
+                                         network={"depth": 2, "width": 8, "blind_radius": 0}),
+                      progress=False)
+    assert model.network.shift == 1
 
 
 def test_posterior_falls_back_to_the_prior_on_correlated_noise() -> None:

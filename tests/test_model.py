@@ -89,3 +89,21 @@ def test_config_in_folder_is_the_full_recipe(trained) -> None:
     assert saved == model.config.model_dump(mode="json")
     meta = json.loads((path / "model.json").read_text())
     assert meta["package_version"] and meta["normalizer"]["std"] > 0
+
+
+def test_blindspot_model_saved_before_the_network_options_loads_unchanged(trained,
+                                                                         tmp_path) -> None:
+    """Folders written before ring_residual / blind_radius existed lack both keys; they
+    meant no ring and the pixel-only blind spot, not today's defaults."""
+    _, _, noisy = trained
+    cfg = tiny_config(variant="blindspot", epochs=1, steps_per_epoch=2,
+                      network={"depth": 2, "width": 8, "blind_radius": 0,
+                               "ring_residual": False})
+    path = tmp_path / "old"
+    model = train(noisy, cfg, output_dir=path, progress=False)
+    raw = yaml.safe_load((path / "config.yaml").read_text())
+    del raw["network"]["blind_radius"], raw["network"]["ring_residual"]
+    (path / "config.yaml").write_text(yaml.safe_dump(raw))
+    loaded = Model.load(path)
+    assert loaded.config.network.blind_radius == 0 and loaded.network.shift == 1
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))

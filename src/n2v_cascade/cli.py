@@ -91,6 +91,17 @@ def _option_names(message: str) -> str:
     return head + sep + "; ".join(parts) if sep else message
 
 
+def _blind_radius(text: str | None) -> int | str | None:
+    """``--blind-radius``: a whole number of pixels or ``auto``."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--blind-radius: expected a whole number or 'auto', got {text!r}"
+                         ) from None
+
+
 def _load_mask_file(path: Path) -> list[list[bool]]:
     import numpy as np
 
@@ -119,7 +130,7 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     depth: Depth = None,
     width: Width = None,
-    blind_radius: Annotated[int | None, typer.Option(help="Blind-spot backbone: hide the (2r+1)x(2r+1) square around each pixel, for spatially correlated noise (default 0: the pixel only).")] = None,
+    blind_radius: Annotated[str | None, typer.Option(help="Blind-spot backbone: hide the (2r+1)x(2r+1) square around each pixel, for spatially correlated noise: N, or auto (default: chosen from the noise of the training images; 0 = the pixel only).")] = None,
     ema_decay: Annotated[float | None, typer.Option(help="Average the weights over training (exponential moving average with this decay; default 0.99, 0 = off).")] = None,
     mask: Annotated[list[str] | None, typer.Option(help="random | grid | horizontal:N | vertical:N (repeatable).")] = None,
     mask_file: Annotated[Path | None, typer.Option(help="structN2V mask: 2-D boolean .npy with odd sides.")] = None,
@@ -139,7 +150,8 @@ def train(
         config, variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
-        network__depth=depth, network__width=width, network__blind_radius=blind_radius,
+        network__depth=depth, network__width=width,
+        network__blind_radius=_blind_radius(blind_radius),
         ema_decay=ema_decay, mask=mask, mask_file=mask_file,
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,

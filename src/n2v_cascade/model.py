@@ -159,7 +159,7 @@ class Model:
         """
         from .correlation import suggest_blind_radius
 
-        radius = self.config.network.blind_radius
+        radius = self.config.resolved_blind_radius
         need, corr = suggest_blind_radius(as_slices([image]))
         if need <= radius:
             return False
@@ -245,6 +245,8 @@ class Model:
         network_raw = raw.get("network")
         if isinstance(network_raw, dict) and "ring_residual" not in network_raw:
             network_raw["ring_residual"] = False  # saved before the option existed: none
+        if isinstance(network_raw, dict) and "blind_radius" not in network_raw:
+            network_raw["blind_radius"] = 0  # likewise: the pixel-only blind spot
         try:
             config = make_config(str(path / CONFIG), **raw)
             normalizer = Normalizer.model_validate(meta["normalizer"])

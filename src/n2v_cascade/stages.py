@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import VARIANTS, TrainConfig, make_config
+from .config import VARIANTS, TrainConfig, make_config, update_config
 from .errors import InputError
 from .gtfree import Denoiser
 from .io import read_image, write_image
@@ -114,11 +114,11 @@ def estimate_fn(model: Model) -> Denoiser:
 
 
 def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
-    """True when a stored model answers the request; ``blind_radius: auto`` matches the
-    number it was resolved to when that model was trained."""
+    """True when a stored model answers the request; ``blind_radius: auto`` (or its
+    default) matches the number it was resolved to when that model was trained."""
     want = requested.model_dump(mode="json")
     have = stored.model_dump(mode="json")
-    if want["network"].get("blind_radius") == "auto":
+    if want["network"].get("blind_radius") in ("auto", None):
         want["network"]["blind_radius"] = have["network"].get("blind_radius")
     return want == have
 
@@ -136,6 +136,10 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     when ``reuse_outputs`` and all are present.
     """
     t0 = time.perf_counter()
+    if retrain and config.resolved_blind_radius == "auto" and config.network.blind_radius is None:
+        # a denoised input's leftover noise is correlated by construction: the default
+        # "auto" would widen the blind spot; later stages keep the paper's pixel-only one
+        config = update_config(config, "cascade stage", network={"blind_radius": 0})
     model_dir = stage_dir / "model" if stage_dir is not None else None
     trained = model is None
     if model is None and resume and model_dir is not None and (model_dir / META).is_file():

@@ -225,12 +225,12 @@ def _check_noise_correlation(config: TrainConfig, raw: Sequence[np.ndarray], nam
 
     radius, corr = suggest_blind_radius(raw)
     blind = config.resolved_backbone == "blindspot"
-    if blind and config.network.blind_radius == "auto":
+    if blind and config.resolved_blind_radius == "auto":
         if progress:
             tqdm.write(f"blind-spot radius {radius} (noise correlation up to "
                        f"{corr[:, 0].max():.2f} between neighbours)")
         return update_config(config, "blind_radius auto", network={"blind_radius": radius})
-    handled = (config.network.blind_radius >= radius if blind else
+    handled = (config.resolved_blind_radius >= radius if blind else
                config.mask.struct is not None or config.mask.struct_kernel is not None)
     if radius and not handled:
         worst = int(corr.reshape(len(corr), -1).max(axis=1).argmax())

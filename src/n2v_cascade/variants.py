@@ -48,13 +48,13 @@ class Variant:
     # -- network -----------------------------------------------------------------
     def build_network(self, ndim: int = 2) -> nn.Module:
         """The shared backbone, sized by the config, with this variant's head."""
-        net = self.config.network
-        if net.blind_radius == "auto":
+        net, radius = self.config.network, self.config.resolved_blind_radius
+        if radius == "auto":
             raise InputError("network.blind_radius 'auto' is chosen from the training images; "
                              "train() resolves it before building the network")
         if self.config.resolved_backbone == "blindspot":
             return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
-                                ndim=ndim, growth=net.growth, blind_radius=net.blind_radius,
+                                ndim=ndim, growth=net.growth, blind_radius=radius,
                                 ring_residual=self.config.resolved_ring_residual)
         return UNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim,
                     growth=net.growth, **self._unet_options())
