@@ -156,7 +156,9 @@ def flop_counts(backbone: str, patch: int = 64) -> dict:
     from benchmarks.training import make_recipe_config
     from n2v_cascade.variants import get_variant
 
-    cfg = make_recipe_config(RECIPES[key], network=_network(backbone), patch_size=patch)
+    # blind radius 0 (white noise): "auto" is only resolved by training on images
+    cfg = make_recipe_config(RECIPES[key], network={**_network(backbone), "blind_radius": 0},
+                             patch_size=patch)
     net = get_variant(cfg).build_network()
     x = torch.randn(1, 1, patch, patch)
     with fused_causal(False), FlopCounterMode(display=False) as fwd:  # architecture FLOPs
