@@ -207,3 +207,14 @@ def test_variance_calibration_matches_the_observed_residual() -> None:
         assert float(fixed.mean() / true_var.mean()) == pytest.approx(1.0, abs=0.05)
     zero = np.zeros_like(mean)
     assert calibrate_variance(observed, mean, zero) is zero  # nothing to scale
+
+
+def test_blindspot_network_needs_a_resolved_radius_to_be_built_without_training() -> None:
+    cfg = tiny_config(variant="blindspot")
+    assert cfg.resolved_blind_radius == "auto" and tiny_config().resolved_blind_radius == 0
+    with pytest.raises(InputError, match="give a number"):
+        get_variant(cfg).build_network()
+    net = get_variant(tiny_config(variant="blindspot", network={"depth": 2, "width": 8,
+                                                                "blind_radius": 1})
+                      ).build_network()
+    assert net.shift == 2

@@ -50,8 +50,9 @@ class Variant:
         """The shared backbone, sized by the config, with this variant's head."""
         net, radius = self.config.network, self.config.resolved_blind_radius
         if radius == "auto":
-            raise InputError("network.blind_radius 'auto' is chosen from the training images; "
-                             "train() resolves it before building the network")
+            raise InputError("network.blind_radius is 'auto' (the blind-spot default): "
+                             "train() chooses it from the training images; give a number "
+                             "to build the network without training")
         if self.config.resolved_backbone == "blindspot":
             return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
                                 ndim=ndim, growth=net.growth, blind_radius=radius,
