@@ -36,6 +36,8 @@ SUITES = {
               "inference": 512, "memory": [("unet", (1024, 1024))]},
 }
 PRECISION_CHECK = ("n2v", "probabilistic-bsn")
+RECIPE_TEXT = ("depth 3, width 32, growth 1, 64x64 patches, batch 8, Adam lr 1e-3 (N2V2 3e-4), "
+               "no validation split")
 DEFAULT_BEST = "probabilistic-bsn"
 
 
@@ -71,8 +73,7 @@ def run_quality(cfg: dict, args, previous: dict, save, stored: dict | None = Non
         only = [d for d in getattr(args, "datasets", "").split(",") if d]
         return _rerun_recipes(quick, stored, recipes, budget, save, only)
     out = {"budget_s": budget, "precision": "bfloat16", "datasets": [],
-           "recipe": "depth 3, width 32, growth 1, 64x64 patches, batch 8, Adam lr 1e-3, "
-                     "no validation split"}
+           "recipe": RECIPE_TEXT}
     if previous.get("budget_s") != budget:
         previous = {}
     done = {d["name"]: d for d in previous.get("datasets", [])}
@@ -113,6 +114,7 @@ def _rerun_recipes(quick: bool, stored: dict, recipes: list[str], budget: float,
     """Retrain ``recipes`` on the stored data sets (``only`` these, if given); replace
     their rows in place."""
     out = json.loads(json.dumps({k: v for k, v in stored.items() if k != "meta"}))
+    out["recipe"] = RECIPE_TEXT
     by_name = {d.name: d for d in datasets.load_all(quick)}
     for entry in out["datasets"]:
         if only and entry["name"] not in only:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from n2v_cascade.config import TrainConfig, make_config
+from n2v_cascade.config import N2V2_LEARNING_RATE, TrainConfig, make_config
 from n2v_cascade.train import train
 
 # Network and patch recipe used for every variant (stated in RESULTS.md).
@@ -47,7 +47,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {r.key: r for r in (
     Recipe("n2v", "N2V", {"variant": "n2v"}),
-    Recipe("n2v2", "N2V2", {"variant": "n2v2"}),
+    Recipe("n2v2", "N2V2", {"variant": "n2v2", "learning_rate": N2V2_LEARNING_RATE}),
     Recipe("structured", "Structured (grid mask)", {"variant": "structured"}),
     Recipe("blindspot", "Blind-spot net", {"variant": "blindspot"}),
     Recipe("probabilistic", "Probabilistic (U-Net)", {"variant": "probabilistic"}),

@@ -40,6 +40,9 @@ def test_variant_defaults_are_explicit() -> None:
     assert make_config(variant="structured").mask.pattern == "grid"
     assert make_config(variant="structured", mask={"pattern": "random"}).mask.pattern == "random"
     assert make_config(variant="n2v2").mask.replacement == "median"
+    assert make_config(variant="n2v2").learning_rate == 3e-4  # 1e-3 drifted on FMD
+    assert make_config(variant="n2v2", learning_rate=1e-3).learning_rate == 1e-3
+    assert make_config(variant="n2v").learning_rate == 1e-3
     assert make_config(variant="blindspot").resolved_backbone == "blindspot"
     assert make_config(variant="probabilistic").resolved_backbone == "unet"
 
@@ -53,6 +56,7 @@ def test_yaml_round_trip_and_update(tmp_path) -> None:
     assert changed.network.width == 8 and changed.network.depth == 2
     assert update_config(make_config(), variant="structured").mask.pattern == "grid"
     assert update_config(make_config(), variant="n2v2").mask.replacement == "median"
+    assert update_config(make_config(), variant="n2v2").learning_rate == 3e-4
 
 
 def test_bad_yaml_files(tmp_path) -> None:
