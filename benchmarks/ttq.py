@@ -72,7 +72,7 @@ def plot(result: dict, path: Path, baselines: dict[str, float] | None = None) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 - for matplotlib.ticker.NullFormatter
+    from matplotlib.ticker import NullFormatter
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for s in result["series"].values():
@@ -91,7 +91,7 @@ def plot(result: dict, path: Path, baselines: dict[str, float] | None = None) ->
     marks = sorted({p["train_s"] for s in result["series"].values() for p in s["points"]}
                    | {sec for sec, _ in REFERENCES.values()})
     ax.set_xticks([round(m) for m in marks], [f"{m:.0f}" for m in marks])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training seconds (CPU seconds per thread of the training steps)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"Time to quality: {result['description']}", fontsize=9)

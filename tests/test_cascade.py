@@ -242,6 +242,10 @@ def test_plan_of_passes_and_defaults() -> None:
     assert stage_config("n2v", 1, {"epochs": 50, "seed": 2}).epochs == 10  # base: stage 1 only
     assert stage_config("n2v", 0, {"epochs": 50, "seed": 2}).seed == 2
     assert stage_config("structured", 1, tiny_config()).mask.pattern == "grid"
+    assert stage_config("blindspot", 0).network.blind_radius is None  # auto when trained
+    assert stage_config("blindspot", 1).network.blind_radius == 0  # later: pixel only
+    assert stage_config({"variant": "blindspot", "network": {"blind_radius": "auto"}},
+                        1).network.blind_radius == "auto"  # asked for explicitly: kept
 
 
 def test_resume_reuses_a_stage_trained_with_blind_radius_auto(tmp_path, noisy_pair,

@@ -93,8 +93,10 @@ def _option_names(message: str) -> str:
 
 def _blind_radius(text: str | None) -> int | str | None:
     """``--blind-radius``: a whole number of pixels or ``auto``."""
-    if text is None or text.strip().lower() == "auto":
-        return None if text is None else "auto"
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         return int(text)
     except ValueError:

@@ -77,7 +77,12 @@ def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = 
     values["epochs"] = given if given is not None else own.get("epochs", default)
     if "seed" not in own:
         values["seed"] = int(common.get("seed", 0)) + index
-    return make_config(f"stage {index + 1}", **values)
+    config = make_config(f"stage {index + 1}", **values)
+    if index and config.network.blind_radius is None and config.resolved_backbone == "blindspot":
+        # a denoised input's leftover noise is correlated by construction: the default
+        # "auto" would widen the blind spot; later stages keep the paper's pixel-only one
+        config = update_config(config, f"stage {index + 1}", network={"blind_radius": 0})
+    return config
 
 
 def stage_dir_name(index: int, variant: str) -> str:
@@ -133,13 +138,10 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     ``<name>_std.tif`` the uncertainty of probabilistic stages (nothing is written
     without ``stage_dir``). With ``resume`` a complete model with the same config is
     loaded instead of retrained, a checkpoint is continued, and outputs are read back
-    when ``reuse_outputs`` and all are present.
+    when ``reuse_outputs`` and all are present. ``retrain`` (a later cascade stage, trained
+    on a denoised input) silences the correlated-noise warning.
     """
     t0 = time.perf_counter()
-    if retrain and config.resolved_blind_radius == "auto" and config.network.blind_radius is None:
-        # a denoised input's leftover noise is correlated by construction: the default
-        # "auto" would widen the blind spot; later stages keep the paper's pixel-only one
-        config = update_config(config, "cascade stage", network={"blind_radius": 0})
     model_dir = stage_dir / "model" if stage_dir is not None else None
     trained = model is None
     if model is None and resume and model_dir is not None and (model_dir / META).is_file():
