@@ -166,7 +166,7 @@ def train(
 @app.command()
 def denoise(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders to denoise.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by `train`.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by `train`, or a .zip written by `export`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .tif (one input) or folder.")],
     tile: Annotated[int, typer.Option(help="Tile side for bounded memory (0 = whole image).")] = 512,
     overlap: Annotated[int | None, typer.Option(help="Tile overlap (default: the receptive-field radius).")] = None,
@@ -275,9 +275,11 @@ def demo(
 
 
 from .cli_cascade import cascade, reproduce  # noqa: E402  (commands kept in their own module)
+from .cli_export import export  # noqa: E402
 
 app.command()(cascade)
 app.command()(reproduce)
+app.command()(export)
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

@@ -221,9 +221,20 @@ class Model:
         atomic_write_text(path / META, json.dumps(meta, indent=2), overwrite=True)
         return path
 
+    def export_bioimageio(self, path: str | Path, **options: Any) -> Path:
+        """Write a validated BioImage Model Zoo package (:func:`.bmz.export_bioimageio`)."""
+        from .bmz import export_bioimageio
+
+        return export_bioimageio(self, path, **options)
+
     @classmethod
     def load(cls, path: str | Path) -> Model:
-        """Load a model folder written by :meth:`save`, with one-line errors if it is broken."""
+        """Load a model folder written by :meth:`save` (or a ``.zip`` written by
+        :meth:`export_bioimageio`), with one-line errors if it is broken."""
+        if str(path).lower().endswith(".zip"):
+            from .bmz_load import load_package
+
+            return load_package(path)
         path = Path(path)
         if not path.is_dir():
             raise ModelError(f"{path}: model folder not found")
