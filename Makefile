@@ -11,11 +11,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch==2.13.0 first (local CPU wheel) so the package's `torch>=2.2` never pulls the CUDA build.
-# The optional extras the tests exercise (bmz) are installed too, so CI runs their tests.
+# The optional extras the tests exercise (bmz, napari) are installed too, so CI runs their tests.
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,bench,bmz]'
+	$(PIP) install -q -e '.[test,bench,bmz,napari,napari-test]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

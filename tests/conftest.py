@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import torch
+import os
+
+# Qt (napari plugin tests) renders off screen: no display server is needed.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
