@@ -1,14 +1,11 @@
 """The napari plugin's dock widgets, headless (pytest-qt, QT_QPA_PLATFORM=offscreen).
 
 The widgets run against ``napari.components.ViewerModel`` (layers and notifications
-without an OpenGL canvas, which the offscreen platform cannot give). With
-``N2V_SCREENSHOTS=1`` each widget in use is saved to ``docs/napari-*.png``.
+without an OpenGL canvas, which the offscreen platform cannot give); one test docks them
+in a real ``napari.Viewer`` through npe2. Screenshots: ``test_napari_screenshots.py``.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +24,6 @@ from n2v_cascade.train import train  # noqa: E402
 
 TINY = {"batch_size": 4, "steps_per_epoch": 5, "seed": 0, "mask": {"fraction": 0.02},
         "network": {"depth": 2, "width": 4}}
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 WAIT = 60_000  # ms; the tiny trainings take about a second
 
 
@@ -36,12 +32,6 @@ def _noisy(seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:64, 0:64] / 63.0
     clean = 100 + 60 * np.sin(5 * x) * np.cos(3 * y)
     return (clean + rng.normal(0, 10, clean.shape)).astype(np.float32)
-
-
-def _screenshot(widget, name: str) -> None:
-    """Save the widget in its current state as docs/napari-NAME.png (only when asked)."""
-    if os.environ.get("N2V_SCREENSHOTS") == "1":
-        widget.grab().save(str(DOCS / f"napari-{name}.png"))
 
 
 def _errors(since: int) -> list[str]:
@@ -67,7 +57,6 @@ def test_train_from_a_layer_then_cancel(viewer, qtbot, tmp_path) -> None:
     qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
     assert (w.bar.value(), w.bar.maximum()) == (10, 10) and len(w._losses) == 10
     assert session().model is w.model and (tmp_path / "m" / "model.json").is_file()
-    _screenshot(w, "train")
 
     w.model = None
     w.epochs.setValue(10_000)
@@ -95,6 +84,20 @@ def test_time_limit_stops_training(viewer, qtbot, tmp_path) -> None:
     assert w.bar.value() < w.bar.maximum() and (tmp_path / "t" / "checkpoint.pt").is_file()
 
 
+def test_train_hooks_interface(tmp_path) -> None:
+    from n2v_cascade.napari._train_hooks import train_with_hooks
+
+    seen = []
+    model = train_with_hooks(_noisy(), _config(epochs=3), output_dir=tmp_path / "h",
+                             callbacks=[lambda info: seen.append(info) or info.step == 7])
+    assert [i.step for i in seen] == list(range(1, 8)) and seen[-1].total_steps == 15
+    assert [i.epoch for i in seen] == [1] * 5 + [2] * 2
+    assert all(np.isfinite(i.loss) and i.seconds > 0 for i in seen)
+    assert (tmp_path / "h" / "checkpoint.pt").is_file()
+    np.testing.assert_array_equal(Model.load(tmp_path / "h").denoise(_noisy()),
+                                  model.denoise(_noisy()))
+
+
 def test_denoise_into_new_layers(viewer, qtbot) -> None:
     noisy = viewer.layers["noisy"].data
     model = train(noisy, _config(variant="probabilistic", backbone="blindspot",
@@ -113,7 +116,6 @@ def test_denoise_into_new_layers(viewer, qtbot) -> None:
     mean, std = model.denoise(noisy, posterior=True, return_std=True, tile=512)
     np.testing.assert_array_equal(viewer.layers["noisy posterior"].data, mean)
     np.testing.assert_array_equal(viewer.layers["noisy uncertainty"].data, std)
-    _screenshot(w, "denoise")
 
     session().set(train(noisy, _config(), progress=False), "n2v")
     assert not w.posterior.isEnabled() and not w.posterior.isChecked()
@@ -135,7 +137,6 @@ def test_cascade_adds_every_stage_with_its_score(viewer, qtbot) -> None:
         score = layer.metadata["gt_free_error"]
         assert score > 0 and f"GT-free {score:.4g}" in layer.name
     assert "best (lowest score)" in w.scores.text() and session().model is not None
-    _screenshot(w, "cascade")
 
 
 def test_bad_layers_and_failures_are_notifications(viewer, qtbot) -> None:

@@ -231,7 +231,7 @@ class Model:
     def load(cls, path: str | Path) -> Model:
         """Load a model folder written by :meth:`save` (or a ``.zip`` written by
         :meth:`export_bioimageio`), with one-line errors if it is broken."""
-        if str(path).lower().endswith(".zip"):
+        if str(path).lower().endswith(".zip") and not Path(path).is_dir():
             from .bmz_load import load_package
 
             return load_package(path)
