@@ -151,6 +151,10 @@ def test_bad_layers_and_failures_are_notifications(viewer, qtbot) -> None:
         w.start()
         assert expected in _errors(since)[-1] and w.worker is None
     w.set_checked(["noisy"])
+    w.backbone.setCurrentText("blindspot")  # n2v has no blind-spot form: refused at once
+    w.start()
+    assert "backbone 'blindspot' is not available" in _errors(since)[-1]
+    w.backbone.setCurrentText("default")
     w.patch.setValue(512)  # larger than the image: refused inside the worker thread
     w.config_overrides = TINY
     w.start()

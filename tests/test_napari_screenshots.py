@@ -43,7 +43,8 @@ def test_screenshots(qtbot, tmp_path) -> None:
 
         dock, train = viewer.window.add_plugin_dock_widget("n2v-cascade", "Train (N2V)")
         train.method.setCurrentText("probabilistic")
-        train.config_overrides = {**SMALL, "backbone": "blindspot"}
+        train.backbone.setCurrentText("blindspot")
+        train.config_overrides = SMALL
         train.epochs.setValue(4)
         train.output.setText(str(tmp_path / "cell-model"))
         train.start()

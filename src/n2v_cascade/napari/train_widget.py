@@ -64,6 +64,9 @@ class TrainWidget(QWidget):
         self.layers = QListWidget()
         self.method = QComboBox()
         self.method.addItems(VARIANTS)
+        self.backbone = QComboBox()
+        self.backbone.addItems(["default", "unet", "blindspot"])
+        self.backbone.setToolTip("blindspot: for the posterior of probabilistic models")
         self.axes = QComboBox()
         self.axes.addItems(AXES)
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=30)
@@ -92,8 +95,9 @@ class TrainWidget(QWidget):
 
         form = QFormLayout()
         for label, widget in (("images", self.layers), ("method", self.method),
-                              ("axes", self.axes), ("epochs", self.epochs),
-                              ("patch size", self.patch), ("time limit", self.time_limit),
+                              ("backbone", self.backbone), ("axes", self.axes),
+                              ("epochs", self.epochs), ("patch size", self.patch),
+                              ("time limit", self.time_limit),
                               ("output", self.output), ("", self.overwrite)):
             form.addRow(label, widget)
         buttons = QHBoxLayout()
@@ -137,6 +141,8 @@ class TrainWidget(QWidget):
     def recipe(self):
         values = {"variant": self.method.currentText(), "epochs": self.epochs.value(),
                   "patch_size": self.patch.value(), **self.config_overrides}
+        if self.backbone.currentText() != "default":
+            values["backbone"] = self.backbone.currentText()
         return make_config("training widget", **values)
 
     # -- running -----------------------------------------------------------------
