@@ -20,7 +20,7 @@ from n2v_cascade.cascade import (
 )
 from n2v_cascade.errors import InputError
 from n2v_cascade.io import read_image, write_image
-from n2v_cascade.train import train
+from n2v_cascade.training import train
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--patch-size", "16", "--depth", "2",
         "--width", "8", "--steps-per-epoch", "3", "--batch-size", "4", "-q"]
@@ -183,7 +183,7 @@ def test_stages_auto_picks_the_best_candidate(noisy_pair, monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--stages", "structured,bogus"], "unknown variant 'bogus'"),
+    (["--stages", "structured,bogus"], "unknown method 'bogus'"),
     (["--stages", "n2v", "--passes", "2"], "not both"),
     (["--passes", "two"], "--passes"),
     (["--inference-only"], "--models"),
@@ -242,7 +242,7 @@ def test_plan_of_passes_and_defaults() -> None:
     assert stage_config("n2v", 1, {"epochs": 50, "seed": 2}).epochs == 10  # base: stage 1 only
     assert stage_config("n2v", 0, {"epochs": 50, "seed": 2}).seed == 2
     assert stage_config("structured", 1, tiny_config()).mask.pattern == "grid"
-    assert stage_config("blindspot", 0).network.blind_radius is None  # auto when trained
+    assert stage_config("blindspot", 0).network.blind_radius == "auto"  # chosen when trained
     assert stage_config("blindspot", 1).network.blind_radius == 0  # later: pixel only
     assert stage_config({"variant": "blindspot", "network": {"blind_radius": "auto"}},
                         1).network.blind_radius == "auto"  # asked for explicitly: kept

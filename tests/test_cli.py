@@ -20,7 +20,7 @@ import yaml
 from conftest import run_cli, tiny_config
 from n2v_cascade.cli import app
 from n2v_cascade.io import read_image
-from n2v_cascade.train import train
+from n2v_cascade.training import train
 
 TINY = ["--patch-size", "16", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "3",
         "--depth", "2", "--width", "8", "-q"]
@@ -211,8 +211,8 @@ def test_options_reach_the_config(tmp_path: Path, capsys) -> None:
     assert saved["learning_rate"] == 0.0005  # from the file
     assert saved["seed"] == 5  # the option wins over the file
     assert saved["mask"]["fraction"] == 0.05 and saved["mask"]["replacement"] == "median"
-    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0, "blind_radius": None,
-                                "ring_residual": None}
+    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0, "blind_radius": 0,
+                                "ring_residual": False}
     assert saved["ema_decay"] == 0.99
 
 
@@ -235,7 +235,7 @@ def test_blind_radius_option(tmp_path: Path, capsys) -> None:
     # a masked variant has no blind spot to widen: refused, naming the option
     code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "u"),
                             "--blind-radius", "1", *TINY], capsys)
-    assert code == 2 and "blind_radius needs the blind-spot backbone" in err
+    assert code == 2 and "--blind-radius: needs the blind-spot backbone" in err
     assert not (tmp_path / "u").exists()
 
 

@@ -11,7 +11,7 @@ import yaml
 from conftest import tiny_config
 from n2v_cascade.errors import ModelError, OutputExistsError
 from n2v_cascade.model import Model
-from n2v_cascade.train import train
+from n2v_cascade.training import train
 
 
 @pytest.fixture(scope="module")

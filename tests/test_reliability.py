@@ -26,10 +26,10 @@ import tifffile
 import torch
 
 from conftest import run_cli, tiny_config
-from n2v_cascade import train as train_mod
+from n2v_cascade import training as train_mod
 from n2v_cascade.errors import ModelError
 from n2v_cascade.model import Model
-from n2v_cascade.train import train
+from n2v_cascade.training import train
 
 TINY = ["--patch-size", "16", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "3",
         "--depth", "2", "--width", "8", "-q"]
@@ -186,7 +186,7 @@ OPTION_CASES: list[tuple[str, list[str], str]] = [
     ("train", ["--epochs", "0"], "--epochs"),
     ("train", ["--batch-size", "0"], "--batch-size: Input should be greater than or equal to 1"),
     ("train", ["--patch-size", "18"], "patch_size 18 must be divisible by 2**depth = 4"),
-    ("train", ["--variant", "n2v3"], "--variant: Input should be 'n2v'"),
+    ("train", ["--variant", "n2v3"], "--variant: unknown method 'n2v3' (choose from n2v,"),
     ("train", ["--mask", "diagonal:3"], "--mask: unknown mask 'diagonal:3'"),
     ("train", ["--mask", "horizontal:4"], "--mask: struct span must be an odd number"),
     ("train", ["--mask-file", "{d}/missing.npy"], "missing.npy: not a readable .npy mask"),

@@ -48,7 +48,7 @@ def denoise_files(
     ``overwrite``; the inputs themselves are never written to. Per-file errors go to
     stderr as one ``error:`` line each, so a batch log lists exactly what failed.
     """
-    if (posterior or uncertainty) and not model.variant.probabilistic:
+    if (posterior or uncertainty) and not model.method.predicts_variance:
         raise InputError(f"--posterior/--uncertainty: variant {model.config.variant!r} predicts "
                          f"no variance; train with --variant probabilistic")
     inputs: list[Path] = []

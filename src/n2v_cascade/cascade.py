@@ -27,9 +27,9 @@ from . import __version__
 from .config import TrainConfig
 from .errors import InputError, OutputExistsError
 from .gtfree import GTFreeOptions, SelfSupervisedError, gt_free_errors
-from .io import atomic_write_text
 from .metrics import default_data_range, evaluate
-from .model import Model, load_images_arg
+from .io import atomic_write_text, load_images
+from .model import Model
 from .stages import (
     Stage,
     StageResult,
@@ -62,7 +62,7 @@ def image_names(named: Sequence[tuple[str, np.ndarray]]) -> list[str]:
 def load_reference(reference: object, inputs: Sequence[tuple[str, np.ndarray]]
                    ) -> list[np.ndarray]:
     """Clean references, one per input, with matching shapes."""
-    refs = [a for _, a in load_images_arg(reference)]
+    refs = [a for _, a in load_images(reference)]
     if len(refs) != len(inputs):
         raise InputError(f"reference: {len(refs)} image(s) given for {len(inputs)} input(s)")
     for (name, arr), ref in zip(inputs, refs, strict=True):
@@ -193,18 +193,13 @@ class Cascade:
         if not self.models:
             raise InputError("cascade has no trained stages; call fit() or from_models()")
         single = isinstance(images, np.ndarray)
-        current = [a for _, a in load_images_arg(images)]
+        current = [a for _, a in load_images(images)]
         steps = []
         for model in self.models[:stages]:
             current, _ = stage_outputs(model, current, self.posterior)
             steps.append(current)
         steps = [s[0] if single else s for s in steps]
         return steps if return_all else steps[-1]
-
-    def estimate(self, images: object) -> list[float]:
-        """GT-free score of every stage on the noisy ``images``."""
-        inputs = [a for _, a in load_images_arg(images)]
-        return gt_free_errors(inputs, [estimate_fn(m) for m in self.models], self.gt_free)
 
     def fit(self, images: object, *, output_dir: str | Path | None = None,
             reference: object = None, data_range: float | None = None,
@@ -234,7 +229,7 @@ class Cascade:
     # -- the loop ----------------------------------------------------------------
     def _run(self, training: bool, images, output_dir, reference, data_range, names,
              resume: bool, overwrite: bool, progress: bool) -> Cascade:
-        named = load_images_arg(images)
+        named = load_images(images)
         inputs = [a for _, a in named]
         names = list(names) if names is not None else image_names(named)
         if len(names) != len(inputs):

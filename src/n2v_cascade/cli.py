@@ -146,7 +146,7 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
-    from .train import train as train_fn
+    from .training import train as train_fn
 
     cfg = _config_from_options(
         config, variant=variant, backbone=backbone, epochs=epochs,
@@ -180,7 +180,8 @@ def denoise(
 ) -> None:
     """Denoise images with a saved model; writes float32 TIFFs in the input's intensity scale."""
     from .batch import denoise_files
-    from .model import NOISE_SOURCES, Model
+    from .model import Model
+    from .posterior import NOISE_SOURCES
 
     for name, value, low in (("--tile", tile, 0), ("--batch-size", batch_size, 1),
                              ("--overlap", overlap, 0)):
@@ -301,7 +302,7 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     import warnings
 
-    from .train import TrainingInterrupted
+    from .training import TrainingInterrupted
 
     try:
         with warnings.catch_warnings():

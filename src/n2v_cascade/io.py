@@ -426,3 +426,17 @@ def _remove(path: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+def load_images(images: object) -> list[tuple[str, np.ndarray]]:
+    """Accept an array, a list of arrays, or path(s); return (name, float32 array) pairs."""
+    if isinstance(images, np.ndarray):
+        return [("array", validate_array(images, "array"))]
+    if isinstance(images, str | Path):
+        return [(str(p), a) for p, a in read_images(images)]
+    if isinstance(images, Sequence) and images and all(
+            isinstance(i, np.ndarray) for i in images):
+        return [(f"array[{i}]", validate_array(a, f"array[{i}]")) for i, a in enumerate(images)]
+    if isinstance(images, Sequence) and images and all(isinstance(i, str | Path) for i in images):
+        return [(str(p), a) for p, a in read_images(list(images))]
+    raise InputError("images must be an array, a list of arrays, or file/folder paths")

@@ -10,7 +10,8 @@ the network learn the noise level.
 from __future__ import annotations
 
 import math
-from typing import Literal, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import pydantic
@@ -19,7 +20,11 @@ import torch
 from scipy import ndimage
 from skimage.restoration import estimate_sigma
 
+from n2v_cascade.axes import layout, to_samples
 from n2v_cascade.errors import InputError
+
+if TYPE_CHECKING:
+    from n2v_cascade.config import NoiseModelConfig
 
 __all__ = [
     "MIN_VARIANCE",
@@ -158,7 +163,7 @@ def _slices(image: np.ndarray, name: str) -> list[np.ndarray]:
         raise InputError(f"{name} must be 2-D (Y, X) or 3-D (S, Y, X), got shape {x.shape}")
     if min(x.shape[-2:]) < 8:
         raise InputError(f"{name} is too small to estimate noise (shape {x.shape}, need >= 8x8)")
-    return [x] if x.ndim == 2 else list(x)
+    return list(to_samples(x, layout(x.shape, source=name)))
 
 
 def estimate_gaussian_sigma(image: np.ndarray) -> float:
@@ -305,3 +310,34 @@ def noise_variance(signal: ArrayT, a: float, b: float) -> ArrayT:
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     return np.maximum(np.clip(arr, 0, None) * arr.dtype.type(a) + arr.dtype.type(b), MIN_VARIANCE)
+
+
+def estimate_noise_model(slices: Sequence[np.ndarray], cfg: NoiseModelConfig,
+                         names: Sequence[str] | None = None) -> dict:
+    """The noise model in image units: the values ``cfg`` gives, the rest estimated.
+
+    ``slices`` are 2-D samples; ``names`` (one per slice) name the file in the error
+    when a slice cannot be used.
+    """
+
+    def each(fn) -> list:
+        out = []
+        for i, s in enumerate(slices):
+            try:
+                out.append(fn(s))
+            except InputError as exc:
+                name = names[i] if names is not None else f"image {i}"
+                raise InputError(f"{name}: {exc}") from None
+        return out
+
+    if cfg.kind == "poisson-gaussian":
+        a, b = cfg.a, cfg.b
+        if a is None or b is None:
+            fits = np.array(each(estimate_poisson_gaussian))
+            a = float(np.median(fits[:, 0])) if a is None else a
+            b = float(np.median(fits[:, 1])) if b is None else b
+        return {"kind": "poisson-gaussian", "a": float(a), "b": float(b)}
+    sigma = cfg.sigma
+    if sigma is None:
+        sigma = float(np.median(each(estimate_gaussian_sigma)))
+    return {"kind": "gaussian", "sigma": float(sigma)}
