@@ -1,4 +1,4 @@
-"""The built-in methods: masking/loss contracts, probabilistic NLL and posterior, train-save-load."""
+"""Built-in methods: masking and loss contracts, probabilistic NLL, posterior, save-load."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 from conftest import tiny_config
 from n2v_cascade.config import make_config
 from n2v_cascade.errors import InputError
-from n2v_cascade.model import Model
-from n2v_cascade.training import train
 from n2v_cascade.methods import REGISTRY, get_method, method_class
 from n2v_cascade.methods.probabilistic import Probabilistic
+from n2v_cascade.model import Model
 from n2v_cascade.posterior import posterior_mean
+from n2v_cascade.training import train
 
 VARIANT_CONFIGS = {
     "n2v": {},
@@ -238,3 +238,12 @@ def test_blindspot_network_needs_a_resolved_radius_to_be_built_without_training(
                                                                 "blind_radius": 1})
                       ).build_network()
     assert net.shift == 2
+
+
+def test_readme_method_table_is_the_registry_table() -> None:
+    from pathlib import Path
+
+    from n2v_cascade.methods import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme  # regenerate with `n2v-cascade methods --markdown`

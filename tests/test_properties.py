@@ -24,8 +24,8 @@ from conftest import tiny_config
 from n2v_cascade.batch import denoise_files
 from n2v_cascade.io import read_image
 from n2v_cascade.masking import line_kernel
-from n2v_cascade.training import train
 from n2v_cascade.methods import get_method
+from n2v_cascade.training import train
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=10,
                     suppress_health_check=[HealthCheck.too_slow,

@@ -27,8 +27,8 @@ from . import __version__
 from .config import TrainConfig
 from .errors import InputError, OutputExistsError
 from .gtfree import GTFreeOptions, SelfSupervisedError, gt_free_errors
-from .metrics import default_data_range, evaluate
 from .io import atomic_write_text, load_images
+from .metrics import default_data_range, evaluate
 from .model import Model
 from .stages import (
     Stage,

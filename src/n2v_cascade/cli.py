@@ -13,14 +13,17 @@ from typing import Annotated
 import typer
 
 from .cli_options import (
+    Axes,
     BatchSize,
     Depth,
+    Device,
     LearningRate,
     Overwrite,
     PatchSize,
     Quiet,
     StepsPerEpoch,
     Width,
+    parse_duration,
 )
 from .errors import InputError, N2VError, OutputExistsError
 
@@ -120,7 +123,7 @@ def _load_mask_file(path: Path) -> list[list[bool]]:
 def train(
     images: Annotated[list[Path], typer.Argument(help="Noisy image files or folders (TIFF, PNG, JPG, NPY).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
-    variant: Annotated[str | None, typer.Option(help="n2v, n2v2, structured, blindspot or probabilistic.")] = None,
+    variant: Annotated[str | None, typer.Option(help="Denoising method (default n2v); `n2v-cascade methods` lists them and what each is for.")] = None,
     backbone: Annotated[str | None, typer.Option(help="unet or blindspot (probabilistic only; default: the variant's).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config; options given here override it.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (paper: 30).")] = None,
@@ -141,6 +144,9 @@ def train(
     noise_model: Annotated[str | None, typer.Option(help="gaussian or poisson-gaussian (probabilistic posterior).")] = None,
     sigma: Annotated[float | None, typer.Option(help="Known Gaussian noise sigma in image units (default: estimated).")] = None,
     precision: Annotated[str | None, typer.Option(help="float32 or bfloat16 (autocast, faster on CPUs with BF16).")] = None,
+    time_limit: Annotated[str | None, typer.Option(help="Stop training after this long (e.g. 90s, 10m, 2h) and save the model so far; --resume continues it.")] = None,
+    axes: Axes = None,
+    device: Device = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT/checkpoint.pt.")] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -158,8 +164,9 @@ def train(
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
     )
-    model = train_fn([str(p) for p in images], cfg, output_dir=output, resume=resume,
-                     overwrite=overwrite, progress=not quiet)
+    model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
+                     resume=resume, overwrite=overwrite, progress=not quiet, device=device,
+                     time_limit=parse_duration(time_limit))
     typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 
 
@@ -174,6 +181,8 @@ def denoise(
     tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations.")] = False,
     posterior: Annotated[bool, typer.Option("--posterior", help="Posterior mean (probabilistic models).")] = False,
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write *_std.tif (probabilistic models).")] = False,
+    axes: Axes = None,
+    device: Device = "auto",
     noise_from: Annotated[str, typer.Option("--noise-from", help="Noise model for --posterior: 'stored' (fitted on the training data), 'image' (wavelet fit on each image: images from different microscopes) or 'bootstrap' (fitted to each image's residual from the prior mean, PN2V; safer on real noise).")] = "stored",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -190,11 +199,11 @@ def denoise(
     if noise_from not in NOISE_SOURCES:
         raise InputError(f"--noise-from: expected {', '.join(NOISE_SOURCES[:-1])} or "
                          f"{NOISE_SOURCES[-1]}, got {noise_from!r}")
-    net = Model.load(model)
+    net = Model.load(model, device=device)
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
-        tta=tta, noise_model=noise_from)
+        tta=tta, noise_model=noise_from, axes=axes)
     if failed:
         raise typer.Exit(2)
 
@@ -273,6 +282,20 @@ def demo(
 
     run_demo(output, epochs=epochs, retrain_epochs=retrain_epochs, overwrite=overwrite,
              progress=not quiet)
+
+
+@app.command("methods")
+def list_methods(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (as in the README).")] = False,
+) -> None:
+    """List the denoising methods (for --variant) and what each is for."""
+    from .methods import markdown_table, methods
+
+    if markdown:
+        typer.echo(markdown_table())
+        return
+    for method in methods().values():
+        typer.echo(f"{method.name:<24} {method.summary}")
 
 
 from .cli_cascade import cascade, reproduce  # noqa: E402  (commands kept in their own module)

@@ -24,6 +24,7 @@ from pydantic import (
 
 from .errors import InputError
 
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

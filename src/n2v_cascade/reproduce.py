@@ -30,9 +30,8 @@ from .stages import estimate_fn, merge_values, run_stage, stage_config
 
 PAPER_VARIANTS = ("n2v", "structured", "blindspot", "probabilistic")
 DEFAULT_NOISES = ("gaussian:25", "poisson:30")
-# quick: 120 steps for a first stage, 72 for a retraining stage (measured: 24 retraining
-# steps left Structured 2nd pass 1.5 dB *below* its input, 72 steps 0.4 dB above); it
-# keeps the paper's depth-3 U-Net at width 16. paper: the paper's 30 / 10 epochs.
+# quick: short first and retraining stages that still improve on their input at width 16
+# (docs/DECISIONS.md); paper: the paper's 30 / 10 epochs.
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"base": {"patch_size": 64, "batch_size": 8, "steps_per_epoch": 12,
                        "network": {"depth": 3, "width": 16}},

@@ -19,8 +19,8 @@ from .config import TrainConfig, make_config
 from .errors import InputError
 from .gtfree import Denoiser
 from .io import read_image, write_image
-from .model import META, Model
 from .methods import method_class, methods
+from .model import META, Model
 from .training import CHECKPOINT, train
 
 STAGE_EPOCHS, RETRAIN_EPOCHS = 30, 10  # paper III.E: 30 epochs, 10 for retraining stages
