@@ -294,3 +294,25 @@ def test_noise_from_image_estimates_on_each_image(tmp_path: Path, prob_model, ca
     np.testing.assert_allclose(
         read_image(tmp_path / "p3.tif"),
         model.denoise(image, posterior=True, noise_model=boot), rtol=1e-5, atol=1e-4)
+
+
+def test_resume_takes_the_recipe_from_the_folder(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "noisy.tif", rng.normal(100, 10, (48, 48)).astype(np.float32))
+    tiny = ["--patch-size", "16", "--depth", "1", "--width", "4", "--epochs", "2",
+            "--steps-per-epoch", "3", "-q"]
+    out = tmp_path / "m"
+    code, _, err = run_cli(["train", str(tmp_path / "noisy.tif"), "-o", str(out), "--variant",
+                            "probabilistic", "--backbone", "blindspot", "--time-limit", "1e-9",
+                            *tiny], capsys)
+    assert code == 0, err
+    assert json.loads((out / "model.json").read_text())["history"][-1]["stopped"]
+    code, _, err = run_cli(["train", str(tmp_path / "noisy.tif"), "-o", str(out),
+                            "--resume", "--variant", "n2v", *tiny], capsys)
+    assert code == 2 and "different config" in err and "variant" in err
+    code, _, err = run_cli(["train", str(tmp_path / "noisy.tif"), "-o", str(out),
+                            "--resume", "-q"], capsys)  # no recipe options repeated
+    assert code == 0, err
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["variant"] == "probabilistic-blindspot"
+    assert [h.get("stopped") for h in meta["history"]] == [None, None]

@@ -25,9 +25,9 @@ import numpy as np
 
 from . import __version__
 from .config import TrainConfig
-from .errors import InputError, OutputExistsError
+from .errors import InputError
 from .gtfree import GTFreeOptions, SelfSupervisedError, gt_free_errors
-from .io import atomic_write_text, load_images
+from .io import atomic_write_text, check_output_folder, load_images
 from .metrics import default_data_range, evaluate
 from .model import Model
 from .stages import (
@@ -102,11 +102,9 @@ def _prepare_dir(out: Path | None, resume: bool, overwrite: bool) -> dict:
         if resume:
             raise InputError("resume needs an output folder")
         return {}
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise OutputExistsError(f"{out}: folder is not empty; use --resume to continue a "
-                                f"cascade or --overwrite to start over")
+    check_output_folder(out, busy=out.is_dir() and any(out.iterdir()) and not (resume or overwrite),
+                        hint="folder is not empty; use --resume to continue a cascade or "
+                             "--overwrite to start over")
     manifest = out / MANIFEST
     if resume and manifest.is_file():
         try:

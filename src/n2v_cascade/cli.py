@@ -34,15 +34,29 @@ app = typer.Typer(
 
 
 
-def _config_from_options(config_file: Path | None, **opts):
-    """Merge a YAML config (if any) with the command-line options that were given.
+def _config_from_options(config_file: Path | None, stored: dict | None = None, **opts):
+    """Merge a stored recipe (``--resume``), a YAML config and the options that were given.
 
-    Only values the user set (in the file or as options) are passed on, so variant
+    Only values the user set (in the file or as options) are passed on, so method
     defaults still apply: ``--variant n2v2`` gets median replacement, ``structured`` a grid.
     """
     from .config import make_config, read_config_values
 
-    base: dict = read_config_values(config_file) if config_file else {}
+    base: dict = dict(stored or {})
+    if stored and opts.get("variant") is not None:
+        from .methods import method_class
+
+        try:
+            chosen = method_class(opts["variant"], opts.get("backbone")).name
+        except ValueError as exc:
+            raise InputError(f"--variant: {exc}") from None
+        if chosen != stored.get("variant"):
+            raise InputError(f"--resume: the checkpoint was made with a different config "
+                             f"(variant {stored.get('variant')!r}, not {chosen!r}); leave "
+                             f"out --variant to resume, or use --overwrite to start over")
+    for key, value in (read_config_values(config_file) if config_file else {}).items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = {**base[key], **value} if both else value
     changes: dict = {}
     nested = {"mask": {}, "network": {}, "noise_model": {}}
     masks = opts.pop("mask") or []
@@ -152,10 +166,11 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
+    from .training import stored_recipe
     from .training import train as train_fn
 
     cfg = _config_from_options(
-        config, variant=variant, backbone=backbone, epochs=epochs,
+        config, stored_recipe(output) if resume else None, variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
         network__depth=depth, network__width=width,

@@ -440,3 +440,16 @@ def load_images(images: object) -> list[tuple[str, np.ndarray]]:
     if isinstance(images, Sequence) and images and all(isinstance(i, str | Path) for i in images):
         return [(str(p), a) for p, a in read_images(list(images))]
     raise InputError("images must be an array, a list of arrays, or file/folder paths")
+
+
+def check_output_folder(out: Path, *, busy: bool, hint: str,
+                        error: type[N2VError] = InputError) -> None:
+    """Refuse an output path that is a file, or a ``busy`` folder (``hint`` says what to do).
+
+    ``busy`` is the caller's rule (a non-empty folder, a finished model, ...); nothing is
+    created or removed here.
+    """
+    if out.exists() and not out.is_dir():
+        raise error(f"{out}: output path exists and is not a folder")
+    if busy:
+        raise OutputExistsError(f"{out}: {hint}")

@@ -161,13 +161,12 @@ class Model:
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model folder; refuses to replace an existing model unless ``overwrite``."""
-        from .io import atomic_path, atomic_write_text
+        from .io import atomic_path, atomic_write_text, check_output_folder
 
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise OutputExistsError(f"{path}: exists and is not a folder")
-        if (path / META).exists() and not overwrite:
-            raise OutputExistsError(f"{path}: already holds a model; use --overwrite to replace")
+        check_output_folder(path, busy=(path / META).exists() and not overwrite,
+                            hint="already holds a model; use --overwrite to replace",
+                            error=OutputExistsError)
         path.mkdir(parents=True, exist_ok=True)
         if (path / META).exists():
             (path / META).unlink()  # the folder is incomplete until the new META lands

@@ -22,9 +22,9 @@ import numpy as np
 
 from .axes import layout, to_samples
 from .cascade import digest, image_names, jsonable, score
-from .errors import InputError, OutputExistsError
+from .errors import InputError
 from .gtfree import GTFreeOptions, SelfSupervisedError
-from .io import atomic_write_text, read_images, write_image
+from .io import atomic_write_text, check_output_folder, read_images, write_image
 from .methods import method_class
 from .stages import estimate_fn, merge_values, run_stage, stage_config
 
@@ -144,11 +144,9 @@ def _range(image: np.ndarray) -> float:
 
 
 def _prepare(out: Path, settings: dict, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise OutputExistsError(f"{out}: folder is not empty; use --resume to continue or "
-                                f"--overwrite to start over")
+    check_output_folder(out, busy=out.is_dir() and any(out.iterdir()) and not (resume or overwrite),
+                        hint="folder is not empty; use --resume to continue or --overwrite "
+                             "to start over")
     record = out / "reproduce.json"
     if resume and record.is_file():
         try:

@@ -28,7 +28,7 @@ from .axes import samples_of
 from .config import TrainConfig, update_config
 from .data import PatchSampler, default_steps_per_epoch, split_train_val
 from .errors import InputError, N2VError, OutputExistsError, TrainingDivergedError
-from .io import load_images
+from .io import check_output_folder, load_images
 from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
@@ -329,8 +329,7 @@ def _prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | N
         if resume:
             raise InputError("resume needs an output folder holding a checkpoint")
         return None
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
+    check_output_folder(out, busy=False, hint="")
     ckpt = out / CHECKPOINT
     if resume and ckpt.exists():
         return ckpt
@@ -363,6 +362,21 @@ def _claim_output(out: Path | None, fresh: bool) -> None:
     for stale in out.glob(".*.tmp-*"):
         with contextlib.suppress(OSError):
             stale.unlink()
+
+
+def stored_recipe(output_dir: str | Path) -> dict | None:
+    """The config values a checkpoint in ``output_dir`` was made with (None: no checkpoint).
+
+    ``--resume`` starts from these, so the recipe need not be typed again.
+    """
+    path = Path(output_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        saved = load(path, weights_only=False)["config"]
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
+        raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
+    return dict(saved)
 
 
 def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator
