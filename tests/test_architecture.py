@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "n2v_cascade"
 # Lowest first. A module may import its own layer and any lower one.
 LAYERS = [
     {"errors"},
-    {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise",
+    {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
      "masking", "figures"},
     {"models"},
     {"methods"},

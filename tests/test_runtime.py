@@ -79,3 +79,13 @@ def test_time_limit_stop_then_resume_equals_one_uninterrupted_run(noisy_pair, tm
     np.testing.assert_array_equal(resumed.denoise(noisy), whole.denoise(noisy))
     with pytest.raises(InputError, match="time limit"):
         train(noisy, cfg, progress=False, time_limit=0)
+
+
+def test_progress_in_a_log_is_plain_lines_with_the_time_left(noisy_pair, capsys) -> None:
+    _, noisy = noisy_pair
+    train(noisy, tiny_config(variant="probabilistic", epochs=2, steps_per_epoch=5),
+          progress=True)
+    err = capsys.readouterr().err  # captured: not a terminal
+    assert "\r" not in err
+    assert "train: 10/10 steps (100%)" in err and "left" in err
+    assert "epoch 2/2: nll (can be < 0)" in err  # the loss is named for what it is

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .augment import N_TRANSFORMS, inverse, transform
 from .errors import InputError
 from .models.blocks import pad_to_multiple
+from .progress import progress_bar
 
 __all__ = ["pad_image", "predict_tiled", "probe_radius", "tile_slices"]
 
@@ -230,7 +230,7 @@ def predict_tiled(
     slices = tile_slices(image.shape, tiles, overlaps)
 
     out: np.ndarray | None = None
-    bar = tqdm(total=len(slices), desc="predict", unit="tile", disable=not progress)
+    bar = progress_bar(len(slices), "predict", "tile", enabled=progress)
     try:
         with torch.inference_mode():
             for chunk in _batches(slices, batch_size):

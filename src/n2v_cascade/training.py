@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
 
 from .axes import samples_of
 from .config import TrainConfig, update_config
@@ -33,6 +32,7 @@ from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
 from .normalize import Normalizer
+from .progress import note, progress_bar
 from .runtime import Runner, load, place, resolve_device
 
 CHECKPOINT = "checkpoint.pt"
@@ -178,8 +178,8 @@ class _Loop:
         cfg, state = self.config, self.state
         total = cfg.epochs * steps
         start = time.perf_counter()
-        bar = tqdm(total=total, initial=state["epoch"] * steps + state["step"], desc="train",
-                   disable=not progress, unit="step", dynamic_ncols=True)
+        bar = progress_bar(total, "train", "step", enabled=progress,
+                           initial=state["epoch"] * steps + state["step"])
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 t0 = time.perf_counter()
@@ -193,7 +193,8 @@ class _Loop:
                         self._diverged(epoch, step, loss)
                     losses.append(loss)
                     bar.update(1)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.4f}")
+                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
+                                    **{self.method.loss_name: f"{loss:.4f}"})
                     seconds = state["seconds"] + time.perf_counter() - t0
                     info = StepInfo(epoch * steps + step + 1, total, epoch + 1, cfg.epochs,
                                     loss, seconds, wall,
@@ -221,7 +222,8 @@ class _Loop:
                     "seconds": round(state["seconds"], 3)})
                 if progress:
                     vtxt = f", val {val:.4f}" if val is not None else ""
-                    tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.4f}{vtxt}")
+                    note(f"epoch {epoch + 1}/{cfg.epochs}: {self.method.loss_name} "
+                         f"{np.mean(losses):.4f}{vtxt}")
                 state.update(epoch=epoch + 1, step=0)
                 self._checkpoint()
         finally:
@@ -235,7 +237,7 @@ class _Loop:
             "seconds": round(self.state["seconds"], 3), "stopped": reason,
             "step": step + 1})
         if progress:
-            tqdm.write(f"stopped by the {reason} at epoch {epoch + 1}, step {step + 1}")
+            note(f"stopped by the {reason} at epoch {epoch + 1}, step {step + 1}")
 
     def _step(self) -> float:
         patches = self.sampler.sample(self.config.batch_size, self.generator)
@@ -289,9 +291,9 @@ class _Loop:
 def _settings_for_data(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str],
                        progress: bool) -> TrainConfig:
     """Apply what the method chooses from the training images (e.g. the blind radius)."""
-    changes, note = get_method(config).settings_for_data(raw, names)
-    if note and progress:
-        tqdm.write(note)
+    changes, text = get_method(config).settings_for_data(raw, names)
+    if text and progress:
+        note(text)
     return update_config(config, "training images", **changes) if changes else config
 
 

@@ -54,6 +54,7 @@ class Method:
     out_channels: ClassVar[int] = 1
     predicts_variance: ClassVar[bool] = False  # posterior and uncertainty need this
     listing_order: ClassVar[int] = 100  # place in help texts and tables
+    loss_name: ClassVar[str] = "mse"  # what the progress shows as the training loss
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config

@@ -29,6 +29,7 @@ class Probabilistic(Method):
     citation = ("Krull, Vicar, Prakash, Lalit, Jug. Probabilistic Noise2Void: Unsupervised "
                 "Content-Aware Denoising. Frontiers in Computer Science 2020")
     out_channels = 2
+    loss_name = "nll (can be < 0)"  # negative log-likelihood: lower is better
     predicts_variance = True
     default_mean_loss = "nll"
     default_nll_beta = 0.5
