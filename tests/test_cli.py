@@ -76,6 +76,42 @@ def test_core_commands_are_registered() -> None:
     assert {"train", "denoise", "evaluate", "add-noise", "demo"} <= set(_commands())
 
 
+# A fresh interpreter runs the CLI on help and argument errors, then reports which heavy
+# modules were imported: none of them may be, so these answers come back in well under a
+# second instead of after torch's import.
+_STARTUP = """
+import json, sys
+from n2v_cascade.cli import main
+heavy = ("torch", "matplotlib", "skimage")
+loaded = {"import": [m for m in heavy if m in sys.modules]}
+for args in sys.argv[1:]:
+    sys.argv = ["n2v-cascade", *args.split()]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    loaded[args] = [code, [m for m in heavy if m in sys.modules]]
+print(json.dumps(loaded))
+"""
+
+
+def test_help_and_argument_errors_import_no_heavy_module(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    calls = ["--help", "train --help", "train missing.tif -o m", "denoise --bogus",
+             "denoise missing.tif -m m -o x.tif", "cascade missing.tif -o c",
+             "add-noise missing.tif -o n.tif", "train"]
+    proc = subprocess.run([sys.executable, "-c", _STARTUP, *calls], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report.pop("import") == []
+    assert report == {c: [0 if "help" in c else 2, []] for c in calls}, proc.stderr
+    assert "Usage:" in proc.stdout and "missing.tif: no such file" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
 # --- happy paths -----------------------------------------------------------------------
 
 

@@ -146,8 +146,10 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
-    from .train import train as train_fn
+    from .io import list_images
 
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
     cfg = _config_from_options(
         config, variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
@@ -158,6 +160,8 @@ def train(
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
     )
+    from .train import train as train_fn
+
     model = train_fn([str(p) for p in images], cfg, output_dir=output, resume=resume,
                      overwrite=overwrite, progress=not quiet)
     typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
@@ -180,6 +184,10 @@ def denoise(
 ) -> None:
     """Denoise images with a saved model; writes float32 TIFFs in the input's intensity scale."""
     from .batch import denoise_files
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
     from .model import NOISE_SOURCES, Model
 
     for name, value, low in (("--tile", tile, 0), ("--batch-size", batch_size, 1),
@@ -301,16 +309,16 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     import warnings
 
-    from .train import TrainingInterrupted
-
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             code = app(standalone_mode=False)
-    except TrainingInterrupted as exc:
-        typer.echo(f"stopped: {exc}", err=True)
-        sys.exit(130)
     except N2VError as exc:
+        # only a run that imported the training module (and torch) can be interrupted
+        training = sys.modules.get(f"{__package__}.train")
+        if training is not None and isinstance(exc, training.TrainingInterrupted):
+            typer.echo(f"stopped: {exc}", err=True)
+            sys.exit(130)
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except typer.Exit as exc:

@@ -106,6 +106,10 @@ def cascade(
     quiet: Quiet = False,
 ) -> None:
     """Progressive retraining: train each stage on the previous stage's output (paper III.D)."""
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
     from .cascade import Cascade
     from .stages import merge_values
 
