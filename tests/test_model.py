@@ -55,8 +55,11 @@ def test_output_is_in_input_scale_and_stacks_work(trained) -> None:
 def test_save_refuses_existing_model(trained, tmp_path) -> None:
     model, _, _ = trained
     model.save(tmp_path / "x")
-    with pytest.raises(OutputExistsError, match="already holds a model"):
+    with pytest.raises(OutputExistsError, match="already holds a model") as info:
         model.save(tmp_path / "x")
+    # the Python API names the keyword argument, the CLI the flag
+    assert str(info.value).endswith("use overwrite=True to replace")
+    assert info.value.cli_message().endswith("use --overwrite to replace")
     model.save(tmp_path / "x", overwrite=True)
 
 

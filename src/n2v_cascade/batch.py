@@ -85,8 +85,8 @@ def denoise_files(
             if std_out is not None:
                 write_image(std_out, std, overwrite=overwrite, protect=protect)
         except N2VError as exc:
-            failed.append((src, str(exc)))
-            tqdm.write(f"error: {exc}", file=sys.stderr)
+            failed.append((src, exc.cli_message()))
+            tqdm.write(f"error: {exc.cli_message()}", file=sys.stderr)
             continue
         tqdm.write(f"{src} -> {out}" + (f" (+ {std_out.name})" if std_out else ""))
     if failed and len(inputs) > 1:

@@ -317,9 +317,9 @@ def main() -> None:
         # only a run that imported the training module (and torch) can be interrupted
         training = sys.modules.get(f"{__package__}.train")
         if training is not None and isinstance(exc, training.TrainingInterrupted):
-            typer.echo(f"stopped: {exc}", err=True)
+            typer.echo(f"stopped: {exc.cli_message()}", err=True)
             sys.exit(130)
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc.cli_message()}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
