@@ -26,10 +26,12 @@ def test_demo_runs_the_cascade_and_writes_everything(tmp_path, capsys) -> None:
     assert [r["image"] for r in rows] == ["noisy", "stage1-structured", "stage2-probabilistic"]
     assert all(r["gt_free"] > 0 for r in rows[1:])
     assert "gt_free" in (out / "metrics.md").read_text()
-    assert str(out.resolve()) in capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # progress=False (the CLI's -q): nothing printed
     assert result["manifest"]["stages"][1]["input"] == "stage1-structured"
     with pytest.raises(OutputExistsError):
         run_demo(out, epochs=1, retrain_epochs=1, crop=64, base=TINY, progress=False)
+    run_demo(out, epochs=1, retrain_epochs=1, crop=64, base=TINY, overwrite=True)
+    assert str(out.resolve()) in capsys.readouterr().out
 
 
 def test_zoom_box_lands_on_structure(tmp_path) -> None:

@@ -164,7 +164,8 @@ def train(
 
     model = train_fn([str(p) for p in images], cfg, output_dir=output, resume=resume,
                      overwrite=overwrite, progress=not quiet)
-    typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
+    if not quiet:
+        typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 
 
 @app.command()
@@ -182,7 +183,7 @@ def denoise(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Denoise images with a saved model; writes float32 TIFFs in the input's intensity scale."""
+    """Denoise images with a saved model; writes float32 TIFFs (or integer PNGs) in the input's intensity scale."""
     from .batch import denoise_files
     from .io import list_images
 

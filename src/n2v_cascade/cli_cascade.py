@@ -140,7 +140,8 @@ def cascade(
                        max_stages=max_stages)
         casc.fit(inputs, output_dir=output, reference=refs, data_range=data_range,
                  resume=resume, overwrite=overwrite, progress=not quiet)
-    _print_summary(casc.manifest, output)
+    if not quiet:
+        _print_summary(casc.manifest, output)
 
 
 def _print_summary(manifest: dict, output: Path) -> None:
@@ -176,6 +177,8 @@ def reproduce(
                            budget=budget, variants=_split(variants, "--variants"),
                            crop=crop or None, seed=seed, resume=resume, overwrite=overwrite,
                            progress=not quiet)
+    if quiet:
+        return
     for label, res in summary["noise"].items():
         corr = res["spearman_gt_free_vs_mse"]
         rho = "n/a" if corr["rho"] is None else f"{corr['rho']:.3f}"

@@ -33,7 +33,8 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     Stage 1 is Structured N2V trained on the noisy image, stage 2 Probabilistic N2V
     retrained on stage 1's output (paper III.D). ``epochs`` / ``retrain_epochs`` size the
     two stages, ``crop`` keeps a centred ``crop x crop`` part of the image and ``base``
-    replaces :data:`DEMO_BASE` (tests use both for a tiny run).
+    replaces :data:`DEMO_BASE` (tests use both for a tiny run). ``progress=False`` prints
+    nothing.
     """
     from .cascade import Cascade
     from .figures import comparison_figure
@@ -74,10 +75,11 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
                for lab, r, o in zip(labels, rows[1:], cascade.outputs, strict=True)]
     comparison_figure(out / "comparison.png", [*panels, ("clean", clean)], overwrite=True)
     seconds = time.perf_counter() - t0
-    print(table)
-    print(f"\n{note}\ndemo finished in {seconds:.0f} s; outputs in {out.resolve()}:\n"
-          f"  comparison.png, metrics.md, metrics.json, cascade.json, clean.tif, noisy.tif,\n"
-          f"  stage1-structured/cell.tif, stage2-probabilistic/cell.tif (+ cell_std.tif: "
-          f"uncertainty), stageN-*/model/")
+    if progress:
+        print(table)
+        print(f"\n{note}\ndemo finished in {seconds:.0f} s; outputs in {out.resolve()}:\n"
+              f"  comparison.png, metrics.md, metrics.json, cascade.json, clean.tif, "
+              f"noisy.tif,\n  stage1-structured/cell.tif, stage2-probabilistic/cell.tif (+ "
+              f"cell_std.tif: uncertainty), stageN-*/model/")
     return {"rows": rows, "output": out, "seconds": seconds,
             "manifest": json.loads((out / "cascade.json").read_text())}
