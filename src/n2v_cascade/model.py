@@ -66,7 +66,8 @@ class Model:
         return self._radius
 
     def predict(
-        self, image: np.ndarray, *, tile: int | None = 512, overlap: int | None = None,
+        self, image: np.ndarray | str | Path, *, tile: int | None = 512,
+        overlap: int | None = None,
         batch_size: int = 4, tta: bool = False, progress: bool = False,
     ) -> dict[str, np.ndarray]:
         """Raw estimates in image units: ``mean``, and ``var`` (of the noisy value) if predicted.
@@ -111,10 +112,10 @@ class Model:
         return result
 
     def denoise(
-        self, image: np.ndarray, *, posterior: bool = False, return_std: bool = False,
+        self, image: np.ndarray | str | Path, *, posterior: bool = False, return_std: bool = False,
         noise_model: str | Mapping[str, Any] = "stored", **kwargs,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Denoise a YX image or SYX stack (image units in, image units out).
+        """Denoise a YX image or SYX stack, or an image file (image units in and out).
 
         ``posterior`` (probabilistic models) combines the predicted prior with a noise
         model and the observed pixel to return the posterior mean. ``noise_model`` is
@@ -269,11 +270,13 @@ def _order(key: str) -> int:
     return {"mean": 0, "var": 1}.get(key, 2)
 
 
-def _as_float_image(image: np.ndarray) -> np.ndarray:
-    from .io import validate_array
+def _as_float_image(image: np.ndarray | str | Path) -> np.ndarray:
+    from .io import read_image, validate_array
 
+    if isinstance(image, str | Path):  # a file, read as the CLI reads it
+        return read_image(image, allow_constant=True)
     if not isinstance(image, np.ndarray):
-        raise InputError(f"expected a numpy array, got {type(image).__name__}")
+        raise InputError(f"expected a numpy array or an image path, got {type(image).__name__}")
     return validate_array(image, "array", allow_constant=True)
 
 
