@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "n2v_cascade"
@@ -57,3 +61,28 @@ def test_extras_hold_only_what_the_core_does_not_import() -> None:
     assert "bioio" in {_name(r) for r in extras["formats"]}
     core = {_name(r) for r in PROJECT["dependencies"]}
     assert not core & {_name(r) for group in extras.values() for r in group}
+
+
+def _dry_run(target: str, tmp_path: Path) -> list[str]:
+    """The commands ``make TARGET`` would run for fresh venvs under ``tmp_path``."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(["make", "-n", target, f"VENV={tmp_path}/v", f"PLAIN={tmp_path}/p"],
+                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+    return proc.stdout.splitlines()
+
+
+def test_make_demo_installs_no_extras_and_make_test_runs_the_plain_check(tmp_path) -> None:
+    demo = _dry_run("demo", tmp_path)
+    installs = [line for line in demo if " pip install " in line]
+    assert installs[-2:] == [f"{tmp_path}/v/bin/python -m pip install -q torch==2.13.0",
+                             f"{tmp_path}/v/bin/python -m pip install -q -e ."]
+    test = _dry_run("test", tmp_path)
+    assert f"{tmp_path}/v/bin/python -m pip install -q -e '.[test,bench]'" in test
+    plain = [line for line in test if line.startswith(f"{tmp_path}/p/bin/python")]
+    assert plain[-3:] == [f"{tmp_path}/p/bin/python -m pip install -q .",
+                          f"{tmp_path}/p/bin/python -m pip install -q --no-deps "
+                          f"--force-reinstall .",
+                          f"{tmp_path}/p/bin/python tests/plain_install.py"]
+    torch_first = [line for line in plain if "pip install" in line][1]
+    assert torch_first.endswith("torch==2.13.0")
