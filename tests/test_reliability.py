@@ -138,7 +138,10 @@ BAD_MODELS: dict[str, tuple[Callable[[Path], object], str]] = {
     "folder missing": (lambda m: shutil.rmtree(m), "model folder not found"),
     "folder is a file": (lambda m: (shutil.rmtree(m), m.write_text("x")), "not found"),
     "weights missing": (lambda m: (m / "weights.pt").unlink(), "weights.pt is missing"),
-    "incomplete save": (lambda m: (m / "model.json").unlink(), "model.json is missing"),
+    "incomplete save": (lambda m: (m / "model.json").unlink(), "training was interrupted"),
+    "incomplete save, no checkpoint": (
+        lambda m: ((m / "model.json").unlink(), (m / "checkpoint.pt").unlink()),
+        "model.json is missing"),
     "weights garbage": (lambda m: (m / "weights.pt").write_bytes(b"\0" * 99),
                         "weights cannot be loaded"),
     "weights of another network": (

@@ -284,9 +284,11 @@ def demo(
 
 
 from .cli_cascade import cascade, reproduce  # noqa: E402  (commands kept in their own module)
+from .cli_finish import finish  # noqa: E402
 
 app.command()(cascade)
 app.command()(reproduce)
+app.command()(finish)
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

@@ -7,23 +7,28 @@ traceback.
 
 Messages are written with the command-line flags (``--overwrite``, ``--resume``);
 ``str(error)`` names the matching Python keyword arguments instead (``overwrite=True``),
-which is what a caller of the Python API can act on, and :meth:`N2VError.cli_message`
-keeps the flags for the CLI.
+which is what a caller of the Python API can act on, except inside a quoted command, and
+:meth:`N2VError.cli_message` keeps the flags for the CLI.
 """
 
 from __future__ import annotations
 
 import re
 
-# Flags whose Python equivalent is a keyword argument of the same name.
-_KEYWORD_FLAGS = re.compile(r"--(overwrite|resume)\b")
+# Flags whose Python equivalent is a keyword argument of the same name; a quoted command
+# ('n2v-cascade train ... --resume') is left as it is.
+_KEYWORD_FLAGS = re.compile(r"'[^']*'|--(overwrite|resume)\b")
+
+
+def _keyword(match: re.Match[str]) -> str:
+    return match[0] if match[1] is None else f"{match[1]}=True"
 
 
 class N2VError(Exception):
     """Base class of every error meant to be shown to the user in one line."""
 
     def __str__(self) -> str:
-        return _KEYWORD_FLAGS.sub(r"\1=True", super().__str__())
+        return _KEYWORD_FLAGS.sub(_keyword, super().__str__())
 
     def cli_message(self) -> str:
         """The message as the command line shows it: with ``--overwrite``-style flags."""

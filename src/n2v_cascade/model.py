@@ -228,6 +228,10 @@ class Model:
         path = Path(path)
         if not path.is_dir():
             raise ModelError(f"{path}: model folder not found")
+        if not (path / META).is_file() and (path / "checkpoint.pt").is_file():
+            from .checkpoint_export import interrupted_message
+
+            raise ModelError(interrupted_message(path))
         for name in (META, CONFIG, WEIGHTS):
             if not (path / name).is_file():
                 raise ModelError(f"{path}: not a complete model folder ({name} is missing)")
