@@ -145,16 +145,16 @@ def cascade(
 
 
 def _print_summary(manifest: dict, output: Path) -> None:
+    from .cascade import ranking_note
     from .metrics import format_table
 
     rows = [{"stage": e["stage"], "variant": e["variant"], "folder": e["dir"],
-             "gt_free": e["gt_free_error"], **(e["metrics"] or {})}
-            for e in manifest["stages"]]
+             "gt_free": e["gt_free_error"], "gt_free_se": e.get("gt_free_se"),
+             **(e["metrics"] or {})} for e in manifest["stages"]]
     typer.echo(format_table(rows))
     if manifest.get("auto"):
         typer.echo(f"auto: {manifest['auto']['stopped']}; kept {len(rows)} stage(s)")
-    typer.echo(f"lowest GT-free score: stage {manifest['best_stage']}; manifest "
-               f"{output / 'cascade.json'}")
+    typer.echo(f"{ranking_note(manifest)}\nmanifest: {output / 'cascade.json'}")
 
 
 def reproduce(

@@ -36,7 +36,7 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     replaces :data:`DEMO_BASE` (tests use both for a tiny run). ``progress=False`` prints
     nothing.
     """
-    from .cascade import Cascade
+    from .cascade import Cascade, ranking_note
     from .figures import comparison_figure
     from .io import atomic_write_text, write_image
     from .metrics import format_table, write_metrics
@@ -60,14 +60,15 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     stages = cascade.manifest["stages"]
     rows = [{"image": "noisy", **cascade.manifest["input_metrics"], "gt_free": None}]
     rows += [{"image": e["dir"], **e["metrics"], "gt_free": e["gt_free_error"],
-              "train_seconds": e["train_seconds"]} for e in stages]
-    columns = ["image", "mse", "psnr", "ssim", "gt_free", "train_seconds"]
+              "gt_free_se": e["gt_free_se"], "train_seconds": e["train_seconds"]}
+             for e in stages]
+    columns = ["image", "mse", "psnr", "ssim", "gt_free", "gt_free_se", "train_seconds"]
     write_metrics(out / "metrics.json", rows, overwrite=True)
     table = format_table(rows, columns=columns)
-    best = stages[cascade.manifest["best_stage"] - 1]["dir"]
     note = (f"gt_free: mean squared difference to the noisy value at hidden pixels (no clean "
-            f"image used); expected = true MSE + noise variance ({spec.sigma**2:g} here).\n"
-            f"Lowest GT-free score (the stage to keep without a clean image): {best}.")
+            f"image used); expected = true MSE + noise variance ({spec.sigma**2:g} here); "
+            f"gt_free_se: its standard error.\n"
+            f"{ranking_note(cascade.manifest, lambda e: e['dir'])}.")
     atomic_write_text(out / "metrics.md", f"{table}\n\n{note}\n", overwrite=True)
     labels = ["Structured N2V", "Structured → ProbN2V"]
     panels = [(f"noisy ({rows[0]['psnr']:.2f} dB)", noisy)]
