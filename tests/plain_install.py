@@ -64,6 +64,14 @@ def checks(work: Path) -> dict[str, object]:
         for block in python_blocks(README.read_text()):
             exec(compile(block, str(README), "exec"), {})  # noqa: S102
 
+    def finish() -> None:  # a folder as Ctrl-C leaves it: checkpoint.pt, no model.json
+        import shutil
+
+        shutil.copytree(work / "prob", work / "cut")
+        (work / "cut" / "model.json").unlink()
+        cli("finish", f"{out}/cut", noisy, "-q")
+        cli("denoise", noisy, "-m", f"{out}/cut", "-o", f"{out}/cut.tif", "-q")
+
     def finite_outputs() -> None:
         import tifffile
 
@@ -92,6 +100,7 @@ def checks(work: Path) -> dict[str, object]:
             "probbs", "--posterior", "--noise-from", "bootstrap", "--uncertainty"),
         "denoise --noise-from image": denoise("probbs", "--posterior", "--noise-from",
                                               "image", "--overwrite"),
+        "finish (an interrupted folder)": finish,
         "evaluate": lambda: cli("evaluate", f"{out}/n2v.tif", noisy, "-r", f"{out}/clean.tif",
                                 "--json", f"{out}/scores.json"),
         "cascade --stages structured,probabilistic": lambda: cli(
