@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from conftest import tiny_config
 from n2v_cascade import cascade as cascade_mod
-from n2v_cascade.cascade import Cascade, ranking_note
+from n2v_cascade.cascade import Cascade, ranking_note, versus_best
 from n2v_cascade.gtfree import (
     GTFreeOptions,
     GTFreeScore,
@@ -103,7 +103,8 @@ def test_cascade_reports_indistinguishable_stages(noisy_pair, monkeypatch) -> No
     note = ranking_note(m)
     assert note.startswith("GT-free scores of stage 1 and stage 2 are indistinguishable: the "
                            f"difference to the lowest (stage {best}) is within 2 standard errors")
-    assert f"standard error {se:.2g}" in note
+    assert note.endswith(f"(stage {3 - best} {diff:+.4g} ± {se:.2g})")
+    assert versus_best(m["stages"][best - 1]) == "lowest"
 
     m = {"stages": [{"stage": 1, "gt_free_error": first},
                     {"stage": 2, "gt_free_error": _score(first.sums / 100 - 3.0)}]}

@@ -7,7 +7,7 @@ already-trained models in sequence without retraining (the paper's contrasting m
 
 Every stage gets a ground-truth-free error estimate (:class:`SelfSupervisedError`) with
 its standard error, which ``auto`` mode uses to decide when to stop adding stages; stages
-whose scores differ by less than two standard errors are reported as indistinguishable.
+whose scores differ by at most two standard errors are reported as indistinguishable.
 
 Probabilistic stages pass on their *prior* mean (the network's prediction from the
 context) unless ``posterior`` is set; the uncertainty map is the predicted signal std.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -362,7 +362,21 @@ def _rank(manifest: dict[str, Any]) -> None:
     manifest["indistinguishable_from_best"] = [i + 1 for i in ties]
 
 
-def ranking_note(manifest: Mapping[str, Any], label=lambda e: f"stage {e['stage']}") -> str:
+def versus_best(entry: Mapping[str, Any]) -> str:
+    """A stage's GT-free score relative to the lowest: ``lowest`` or ``+12.3 ± 4.5``.
+
+    The ± is the standard error of the paired difference, which is what tells two stages
+    apart (each score's own standard error also holds the noise that both share).
+    """
+    pair = entry.get("gt_free_vs_best")
+    if pair is None:
+        return "lowest"
+    return f"{pair['difference']:+.4g} ± {pair['standard_error']:.2g}"
+
+
+def ranking_note(manifest: Mapping[str, Any],
+                 label: Callable[[Mapping[str, Any]], str] = lambda e: f"stage {e['stage']}",
+                 ) -> str:
     """One sentence on which stage the GT-free scores favour, or that they cannot tell.
 
     ``label`` names a stage entry (default ``stage N``).
@@ -376,11 +390,10 @@ def ranking_note(manifest: Mapping[str, Any], label=lambda e: f"stage {e['stage'
         return (f"Lowest GT-free score: {label(best)} (lower than every other stage's by more "
                 f"than {SIGNIFICANT:g} standard errors of the difference)")
     names = [label(e) for e in sorted([best, *ties], key=lambda e: e["stage"])]
-    diffs = ", ".join(f"{label(e)} {e['gt_free_vs_best']['difference']:+.4g} (standard error "
-                      f"{e['gt_free_vs_best']['standard_error']:.2g})" for e in ties)
+    diffs = ", ".join(f"{label(e)} {versus_best(e)}" for e in ties)
     return (f"GT-free scores of {', '.join(names[:-1])} and {names[-1]} are indistinguishable: "
             f"the difference to the lowest ({label(best)}) is within {SIGNIFICANT:g} standard "
-            f"errors: {diffs}")
+            f"errors ({diffs})")
 
 
 def _report(entry: dict[str, Any]) -> None:
@@ -388,13 +401,12 @@ def _report(entry: dict[str, Any]) -> None:
 
     how = "trained" if entry["trained"] else "reused"
     psnr = f", PSNR {entry['metrics']['psnr']:.2f} dB" if entry["metrics"] else ""
-    se = f" ± {entry['gt_free_se']:.2g}" if entry.get("gt_free_se") is not None else ""
     tqdm.write(f"stage {entry['stage']} {entry['variant']}: {how} "
                f"({entry['stage_seconds']:.1f} s), GT-free score "
-               f"{entry['gt_free_error']:.6g}{se}{psnr}")
+               f"{entry['gt_free_error']:.6g}{psnr}")
 
 
 __all__ = [
     "MANIFEST", "Cascade", "GTFreeOptions", "SelfSupervisedError", "StageResult",
-    "gt_free_errors", "ranking_note", "run_stage", "stage_config", "stage_outputs",
+    "gt_free_errors", "ranking_note", "run_stage", "versus_best", "stage_config", "stage_outputs",
 ]

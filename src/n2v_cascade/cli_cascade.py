@@ -145,11 +145,11 @@ def cascade(
 
 
 def _print_summary(manifest: dict, output: Path) -> None:
-    from .cascade import ranking_note
+    from .cascade import ranking_note, versus_best
     from .metrics import format_table
 
     rows = [{"stage": e["stage"], "variant": e["variant"], "folder": e["dir"],
-             "gt_free": e["gt_free_error"], "gt_free_se": e.get("gt_free_se"),
+             "gt_free": e["gt_free_error"], "gt_free_vs_best": versus_best(e),
              **(e["metrics"] or {})} for e in manifest["stages"]]
     typer.echo(format_table(rows))
     if manifest.get("auto"):
