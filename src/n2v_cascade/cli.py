@@ -166,6 +166,10 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
     from .training import stored_recipe
     from .training import train as train_fn
 
@@ -182,7 +186,8 @@ def train(
     model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
                      resume=resume, overwrite=overwrite, progress=not quiet, device=device,
                      time_limit=parse_duration(time_limit))
-    typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
+    if not quiet:
+        typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 
 
 @app.command()
@@ -202,8 +207,12 @@ def denoise(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Denoise images with a saved model; writes float32 TIFFs in the input's intensity scale."""
+    """Denoise images with a saved model; writes float32 TIFFs (or integer PNGs) in the input's intensity scale."""
     from .batch import denoise_files
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
     from .model import Model
     from .posterior import NOISE_SOURCES
 
@@ -314,9 +323,11 @@ def list_methods(
 
 
 from .cli_cascade import cascade, reproduce  # noqa: E402  (commands kept in their own module)
+from .cli_finish import finish  # noqa: E402
 
 app.command()(cascade)
 app.command()(reproduce)
+app.command()(finish)
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
@@ -340,17 +351,17 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     import warnings
 
-    from .training import TrainingInterrupted
-
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             code = app(standalone_mode=False)
-    except TrainingInterrupted as exc:
-        typer.echo(f"stopped: {exc}", err=True)
-        sys.exit(130)
     except N2VError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # only a run that imported the training module (and torch) can be interrupted
+        training = sys.modules.get(f"{__package__}.training")
+        if training is not None and isinstance(exc, training.TrainingInterrupted):
+            typer.echo(f"stopped: {exc.cli_message()}", err=True)
+            sys.exit(130)
+        typer.echo(f"error: {exc.cli_message()}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

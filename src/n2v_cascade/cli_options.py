@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors.")]
 StepsPerEpoch = Annotated[int | None, typer.Option(help="Batches per epoch (default: each pixel ~8 times).")]
 PatchSize = Annotated[int | None, typer.Option(help="Square patch side; divisible by 2**depth (default 128).")]
 BatchSize = Annotated[int | None, typer.Option(help="Patches per batch (default 8).")]

@@ -31,6 +31,15 @@ from .runtime import Runner, host_state, load, place, resolve_device
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, META = "weights.pt", "config.yaml", "model.json"
+CHECKPOINT = "checkpoint.pt"  # what training leaves in the folder until it finishes
+
+
+def interrupted_message(path: Path) -> str:
+    """The one-line explanation for a folder holding a checkpoint but no model."""
+    return (f"{path}: training was interrupted ({CHECKPOINT} but no model.json); finish it "
+            f"with 'n2v-cascade train IMAGES -o {path} --resume' (same images and options), "
+            f"or save the checkpoint's weights as the model with 'n2v-cascade finish {path} "
+            f"IMAGES'")
 
 
 class Model:
@@ -189,6 +198,8 @@ class Model:
         path = Path(path)
         if not path.is_dir():
             raise ModelError(f"{path}: model folder not found")
+        if not (path / META).is_file() and (path / "checkpoint.pt").is_file():
+            raise ModelError(interrupted_message(path))
         for name in (META, CONFIG, WEIGHTS):
             if not (path / name).is_file():
                 raise ModelError(f"{path}: not a complete model folder ({name} is missing)")

@@ -10,21 +10,23 @@ the network learn the noise level.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import pydantic
-import pywt
-import torch
-from scipy import ndimage
-from skimage.restoration import estimate_sigma
 
 from n2v_cascade.axes import layout, to_samples
 from n2v_cascade.errors import InputError
 
 if TYPE_CHECKING:
+    import torch
+
     from n2v_cascade.config import NoiseModelConfig
+
+# torch, scipy, PyWavelets and scikit-image are imported where they are used, so that
+# parsing a noise spec (the CLI's option check) stays fast.
 
 __all__ = [
     "MIN_VARIANCE",
@@ -43,7 +45,7 @@ MIN_VARIANCE = 1e-10
 _FORMAT_HELP = "expected 'gaussian:SIGMA', 'poisson:PEAK' or 'poisson-gaussian:PEAK,SIGMA'"
 _MAD_TO_STD = 0.6744897501960817  # 75th percentile of the standard normal distribution
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 def _fmt_number(value: float) -> str:
@@ -173,6 +175,8 @@ def estimate_gaussian_sigma(image: np.ndarray) -> float:
     (:func:`skimage.restoration.estimate_sigma`); a 3-D stack is the mean of its per-slice
     estimates (a 3-D wavelet would mix slices that need not be spatially related).
     """
+    from skimage.restoration import estimate_sigma
+
     return float(np.mean([estimate_sigma(s, channel_axis=None) for s in _slices(image, "image")]))
 
 
@@ -185,6 +189,9 @@ def _signal_and_detail(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (halved, since the 2-D low-pass gain is 2), lightly smoothed, give the signal level at
     the same position. A border of two coefficients is dropped to avoid padding effects.
     """
+    import pywt
+    from scipy import ndimage
+
     approx, (_, _, diag) = pywt.dwt2(plane, "db2", mode="symmetric")
     signal = ndimage.gaussian_filter(approx / 2.0, sigma=1.0, mode="nearest")
     inner = (slice(2, -2), slice(2, -2))
@@ -304,7 +311,8 @@ def noise_variance(signal: ArrayT, a: float, b: float) -> ArrayT:
     """
     if not (math.isfinite(a) and math.isfinite(b)) or a < 0:
         raise InputError(f"noise model needs finite a >= 0 and finite b, got a={a}, b={b}")
-    if isinstance(signal, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor implies torch is imported
+    if torch is not None and isinstance(signal, torch.Tensor):
         return (torch.clamp(signal, min=0) * a + b).clamp_min(MIN_VARIANCE)
     arr = np.asarray(signal)
     if arr.dtype.kind != "f":

@@ -20,8 +20,8 @@ from .errors import InputError
 from .gtfree import Denoiser
 from .io import read_image, write_image
 from .methods import method_class, methods
-from .model import META, Model
-from .training import CHECKPOINT, train
+from .model import CHECKPOINT, META, Model
+from .training import train
 
 STAGE_EPOCHS, RETRAIN_EPOCHS = 30, 10  # paper III.E: 30 epochs, 10 for retraining stages
 Stage = str | TrainConfig | Mapping[str, Any]

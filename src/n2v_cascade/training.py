@@ -29,13 +29,11 @@ from .data import PatchSampler, default_steps_per_epoch, split_train_val
 from .errors import InputError, N2VError, OutputExistsError, TrainingDivergedError
 from .io import check_output_folder, load_images
 from .methods import get_method
-from .model import Model
+from .model import CHECKPOINT, Model
 from .noise import estimate_noise_model
 from .normalize import Normalizer
 from .progress import note, progress_bar
 from .runtime import Runner, load, place, resolve_device
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingInterrupted(N2VError):
