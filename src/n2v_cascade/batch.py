@@ -46,7 +46,7 @@ def _sibling(path: Path, tag: str) -> Path:
 def denoise_files(
     model, sources: Sequence[Path], output: Path, *, overwrite: bool = False,
     progress: bool = True, posterior: bool = False, uncertainty: bool = False,
-    noise_model: str = "stored", **predict_kw,
+    noise_model: str = "bootstrap", **predict_kw,
 ) -> list[tuple[Path, str]]:
     """Denoise every image under ``sources``; return (file, problem) for each failure.
 

@@ -135,16 +135,16 @@ class Model:
     def denoise(
         self, image: np.ndarray | str | Path, *, axes: str | None = None,
         posterior: bool = False, return_std: bool = False,
-        noise_model: str | Mapping[str, Any] = "stored", **kwargs,
+        noise_model: str | Mapping[str, Any] = "bootstrap", **kwargs,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Denoise an image (array with ``axes``, or a file): image units in and out.
 
         ``posterior`` (models that predict a variance) combines the predicted prior with
         a noise model and the observed pixel to return the posterior mean.
-        ``noise_model`` is ``"stored"`` (estimated on the training data), ``"image"``
-        (estimated on this image: for data from several microscopes), ``"bootstrap"``
-        (fitted to this image's residual from the prior mean, as PN2V does; errs towards
-        too much noise, the safe side), or a mapping like the stored one. ``return_std``
+        ``noise_model`` is ``"bootstrap"`` (default: fitted to this image's residual from
+        the prior mean, as PN2V does; errs towards too much noise, the safe side),
+        ``"image"`` (estimated on this image alone), ``"stored"`` (estimated on the
+        training data), or a mapping like the stored one. ``return_std``
         also returns the per-pixel standard deviation of the estimate.
         """
         image = _as_float_image(image)
