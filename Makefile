@@ -3,41 +3,70 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+CKSUM  := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The runtime (what `make demo` needs) and the test/bench extras are installed separately.
+RUN_STAMP := $(VENV)/.installed-run-$(CKSUM)
+DEV_STAMP := $(VENV)/.installed-dev-$(CKSUM)
+# A second venv with the package and no extras: proves a plain install runs every method.
+PLAIN       := .venv-plain
+PLAIN_PY    := $(PLAIN)/bin/python
+PLAIN_STAMP := $(PLAIN)/.installed-$(CKSUM)
 
-.PHONY: demo test lint bench install clean screenshots
+.PHONY: demo test plain-check lint bench install clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch==2.13.0 first (local CPU wheel) so the package's `torch>=2.2` never pulls the CUDA build.
-# The optional extras the tests exercise (bmz, napari) are installed too, so CI runs their tests.
-$(STAMP): $(PY) pyproject.toml
+$(RUN_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e .
+	rm -f $(VENV)/.installed-run-*
+	touch $(RUN_STAMP)
+
+# The optional extras the tests exercise (bmz, napari) are installed too, so CI runs them.
+$(DEV_STAMP): $(RUN_STAMP)
 	$(PIP) install -q -e '.[test,bench,bmz,napari,napari-test]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-dev-*
+	touch $(DEV_STAMP)
 
-install: $(STAMP)
+$(PLAIN_PY):
+	$(PYTHON) -m venv $(PLAIN)
 
-demo: $(STAMP)
+$(PLAIN_STAMP): $(PLAIN_PY) pyproject.toml
+	$(PLAIN_PY) -m pip install -q --upgrade pip
+	$(PLAIN_PY) -m pip install -q torch==2.13.0
+	$(PLAIN_PY) -m pip install -q .
+	rm -f $(PLAIN)/.installed-*
+	touch $(PLAIN_STAMP)
+
+install: $(DEV_STAMP)
+
+demo: $(RUN_STAMP)
 	$(VENV)/bin/n2v-cascade demo --output demo-output --overwrite
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory plain-check
 
-lint: $(STAMP)
+# Reinstalls the current source (a wheel, no extras, no dependency changes) and runs
+# every method the README shows with it.
+plain-check: $(PLAIN_STAMP)
+	$(PLAIN_PY) -m pip install -q --no-deps --force-reinstall .
+	$(PLAIN_PY) tests/plain_install.py
+
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m benchmarks.run --suite quick
 
 # docs/napari-*.png: the plugin in a real napari window (needs Xvfb and Qt's X11 libraries:
 # apt-get install xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0)
-screenshots: $(STAMP)
+screenshots: $(DEV_STAMP)
 	N2V_SCREENSHOTS=1 QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" \
 		$(PY) -m pytest -q tests/test_napari_screenshots.py
 
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(PLAIN) demo-output build *.egg-info src/*.egg-info

@@ -59,7 +59,7 @@ def main() -> None:
     peak = _peak_rss_bytes()
     print(json.dumps({
         "shape": [args.height, args.width], "posterior": args.posterior,
-        "variant": model.config.variant, "backbone": model.config.resolved_backbone,
+        "variant": model.config.variant, "backbone": model.method.backbone,
         "rss_after_load_mb": rss_loaded / 2**20, "rss_with_image_mb": rss_image / 2**20,
         "peak_rss_mb": peak / 2**20, "tracemalloc_peak_mb": traced_peak / 2**20,
         "image_mb": image.nbytes / 2**20, "output_mb": out.nbytes / 2**20,

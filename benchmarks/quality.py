@@ -106,7 +106,7 @@ def fit_groups(ds: Dataset, key: str, images: list[np.ndarray], budget: float,
 
 # Two-stage cascades (progressive retraining, paper III.D) run at the same total budget as
 # one variant: each stage gets half. Blind-spot -> Structured was the best two-stage
-# cascade in 5 of the 6 `reproduce --budget quick` tables (RESULTS.md, issue 4).
+# cascade in 5 of the 6 `reproduce --budget quick` tables (RESULTS-history.md).
 CASCADES: dict[str, tuple[str, str]] = {"cascade-bsn-structured": ("blindspot", "structured")}
 
 

@@ -154,12 +154,12 @@ def flop_counts(backbone: str, patch: int = 64) -> dict:
     """Parameters, forward FLOPs per pixel and counted training FLOPs per patch."""
     key = BACKBONES[backbone][0]
     from benchmarks.training import make_recipe_config
-    from n2v_cascade.variants import get_variant
+    from n2v_cascade.methods import get_method
 
     # blind radius 0 (white noise): "auto" is only resolved by training on images
     cfg = make_recipe_config(RECIPES[key], network={**_network(backbone), "blind_radius": 0},
                              patch_size=patch)
-    net = get_variant(cfg).build_network()
+    net = get_method(cfg).build_network()
     x = torch.randn(1, 1, patch, patch)
     with fused_causal(False), FlopCounterMode(display=False) as fwd:  # architecture FLOPs
         net(x)

@@ -18,7 +18,7 @@ from n2v_cascade import bmz  # noqa: E402
 from n2v_cascade.errors import InputError, ModelError, OutputExistsError  # noqa: E402
 from n2v_cascade.io import read_image, write_image  # noqa: E402
 from n2v_cascade.model import Model  # noqa: E402
-from n2v_cascade.train import train  # noqa: E402
+from n2v_cascade.training import train  # noqa: E402
 
 TILE = 96  # > 2 x the halo (36) of the depth-2 test networks
 

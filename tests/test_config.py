@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from n2v_cascade.config import TrainConfig, load_config, make_config, save_config, update_config
+from n2v_cascade.config import TrainConfig, config_yaml, load_config, make_config, update_config
 from n2v_cascade.errors import InputError
 
 
@@ -43,14 +43,16 @@ def test_variant_defaults_are_explicit() -> None:
     assert make_config(variant="n2v2").learning_rate == 3e-4  # 1e-3 drifted on FMD
     assert make_config(variant="n2v2", learning_rate=1e-3).learning_rate == 1e-3
     assert make_config(variant="n2v").learning_rate == 1e-3
-    assert make_config(variant="blindspot").resolved_backbone == "blindspot"
-    assert make_config(variant="probabilistic").resolved_backbone == "unet"
+    assert make_config(variant="blindspot").network.ring_residual is True
+    assert make_config(variant="blindspot").network.blind_radius == "auto"
+    assert make_config(variant="probabilistic").network.ring_residual is False
 
 
 def test_yaml_round_trip_and_update(tmp_path) -> None:
     cfg = make_config(variant="probabilistic", backbone="blindspot", patch_size=64,
                       network={"width": 8}, mask={"struct": "horizontal:5"})
-    path = save_config(cfg, tmp_path / "cfg.yaml")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(config_yaml(cfg))
     assert load_config(path) == cfg
     changed = update_config(cfg, network={"depth": 2})
     assert changed.network.width == 8 and changed.network.depth == 2

@@ -12,7 +12,7 @@ from n2v_cascade.correlation import (
     suggest_blind_radius,
 )
 from n2v_cascade.errors import InputError
-from n2v_cascade.train import train
+from n2v_cascade.training import train
 
 
 def _smooth(shape=(128, 128)) -> np.ndarray:
@@ -103,11 +103,11 @@ def test_posterior_falls_back_to_the_prior_on_correlated_noise() -> None:
         post = model.denoise(white, posterior=True)
     assert not np.array_equal(post, model.denoise(white))
     # the posterior uses the predicted variance calibrated on this image's residual
-    from n2v_cascade.variants import calibrate_variance, posterior_mean
+    from n2v_cascade.posterior import calibrate_variance, noise_variance, posterior_mean
 
     est = model.predict(white)
     var = calibrate_variance(white, est["mean"], est["var"])
-    expected, _ = posterior_mean(est["mean"], var, white, model.noise_variance(est["mean"]))
+    expected, _ = posterior_mean(est["mean"], var, white, noise_variance(est["mean"], model.noise))
     np.testing.assert_allclose(post, expected, rtol=1e-5, atol=1e-4)
     with pytest.warns(UserWarning, match="correlated.*beyond the model's blind spot"):
         post = model.denoise(corr, posterior=True)

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from n2v_cascade.data import (
-    PatchSampler,
-    augment8,
-    default_steps_per_epoch,
-    split_train_val,
-    transform8,
-)
+from n2v_cascade.augment import inverse, random_transforms, transform
+from n2v_cascade.data import PatchSampler, default_steps_per_epoch, split_train_val
 from n2v_cascade.errors import InputError
 
 
@@ -43,10 +38,12 @@ def test_sampling_is_reproducible() -> None:
 
 def test_augmentation_uses_all_eight_transforms() -> None:
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
-    outs = {tuple(transform8(x, t).flatten().tolist()) for t in range(8)}
+    outs = {tuple(transform(x, t).flatten().tolist()) for t in range(8)}
     assert len(outs) == 8
+    for t in range(8):
+        assert torch.equal(inverse(transform(x, t), t), x)
     batch = x.repeat(200, 1, 1, 1)
-    aug = augment8(batch, torch.Generator().manual_seed(0))
+    aug = random_transforms(batch, torch.Generator().manual_seed(0))
     assert {tuple(a.flatten().tolist()) for a in aug} == outs
 
 

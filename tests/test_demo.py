@@ -24,9 +24,14 @@ def test_demo_runs_the_cascade_and_writes_everything(tmp_path, capsys) -> None:
         assert (out / name).is_file(), name
     rows = json.loads((out / "metrics.json").read_text())
     assert [r["image"] for r in rows] == ["noisy", "stage1-structured", "stage2-probabilistic"]
-    assert all(r["gt_free"] > 0 for r in rows[1:])
-    assert "gt_free" in (out / "metrics.md").read_text()
-    assert str(out.resolve()) in capsys.readouterr().out
+    assert all(r["gt_free"] > 0 and r["gt_free_se"] > 0 for r in rows[1:])
+    text = (out / "metrics.md").read_text()
+    assert "gt_free_vs_best" in text.splitlines()[0] and "| lowest " in text
+    # the stage to keep is named only when the scores tell the stages apart
+    tied = result["manifest"]["indistinguishable_from_best"]
+    assert ("are indistinguishable" in text) == bool(tied)
+    assert ("Lowest GT-free score: stage" in text) == (not tied)
+    assert capsys.readouterr().out == ""  # progress=False (the CLI's -q): nothing printed
     assert result["manifest"]["stages"][1]["input"] == "stage1-structured"
     with pytest.raises(OutputExistsError):
         run_demo(out, epochs=1, retrain_epochs=1, crop=64, base=TINY, progress=False)

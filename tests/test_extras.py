@@ -20,7 +20,7 @@ def test_missing_extra_names_it(extra, module, monkeypatch) -> None:
 
 
 def test_cli_export_without_the_extra(tmp_path, monkeypatch, capsys) -> None:
-    from n2v_cascade.train import train
+    from n2v_cascade.training import train
 
     rng = np.random.default_rng(0)
     train(rng.normal(size=(64, 64)).astype(np.float32), tiny_config(epochs=1),

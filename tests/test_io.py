@@ -323,8 +323,8 @@ def test_write_image_never_overwrites_an_input(tmp_path: Path) -> None:
 
 
 def test_write_image_rejects_bad_requests(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"out.png: unsupported output type '.png'"):
-        write_image(tmp_path / "out.png", _noise((4, 4)))
+    with pytest.raises(InputError, match=r"out.jpg: unsupported output type '.jpg'"):
+        write_image(tmp_path / "out.jpg", _noise((4, 4)))
     with pytest.raises(InputError, match=r"out.tif: cannot write an array of shape \(4,\)"):
         write_image(tmp_path / "out.tif", np.arange(4.0))
     deep = write_image(tmp_path / "a" / "b" / "out.npy", np.arange(6).reshape(2, 3))

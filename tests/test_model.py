@@ -11,7 +11,7 @@ import yaml
 from conftest import tiny_config
 from n2v_cascade.errors import ModelError, OutputExistsError
 from n2v_cascade.model import Model
-from n2v_cascade.train import train
+from n2v_cascade.training import train
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,22 @@ def test_reload_predicts_bit_identically(trained) -> None:
     loaded = Model.load(path)
     assert loaded.config == model.config and loaded.normalizer == model.normalizer
     np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+
+
+def test_denoise_and_predict_accept_an_image_file(trained, tmp_path) -> None:
+    from n2v_cascade.errors import InputError
+    from n2v_cascade.io import write_image
+
+    model, _, noisy = trained
+    path = write_image(tmp_path / "noisy.tif", noisy)
+    expected = model.denoise(noisy)
+    np.testing.assert_array_equal(model.denoise(path), expected)
+    np.testing.assert_array_equal(model.denoise(str(path)), expected)
+    np.testing.assert_array_equal(model.predict(str(path))["mean"], expected)
+    with pytest.raises(InputError, match="missing.tif: file not found"):
+        model.denoise(tmp_path / "missing.tif")
+    with pytest.raises(InputError, match="expected a numpy array or an image path, got list"):
+        model.denoise([[1.0, 2.0]])
 
 
 def test_tiled_equals_whole_image(trained) -> None:
@@ -55,8 +71,11 @@ def test_output_is_in_input_scale_and_stacks_work(trained) -> None:
 def test_save_refuses_existing_model(trained, tmp_path) -> None:
     model, _, _ = trained
     model.save(tmp_path / "x")
-    with pytest.raises(OutputExistsError, match="already holds a model"):
+    with pytest.raises(OutputExistsError, match="already holds a model") as info:
         model.save(tmp_path / "x")
+    # the Python API names the keyword argument, the CLI the flag
+    assert str(info.value).endswith("use overwrite=True to replace")
+    assert info.value.cli_message().endswith("use --overwrite to replace")
     model.save(tmp_path / "x", overwrite=True)
 
 

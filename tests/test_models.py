@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from n2v_cascade.errors import InputError
-from n2v_cascade.models import BlindSpotNet, UNet, build_network, count_parameters
+from n2v_cascade.models import BlindSpotNet, UNet, count_parameters
 from n2v_cascade.models import blindspot as blindspot_module
 from n2v_cascade.models.blocks import Down, MaxBlurPool
 
@@ -82,19 +82,10 @@ def test_unet_3d_volume() -> None:
         net(torch.randn(1, 1, 9, 12))  # a 2-D image given to a 3-D network
 
 
-def test_unet_out_channels_and_residual() -> None:
+def test_unet_out_channels() -> None:
     x = torch.randn(2, 1, 15, 10)
     assert UNet(out_channels=2, depth=2, width=W)(x).shape == (2, 2, 15, 10)
-    net = UNet(out_channels=2, depth=2, width=W, residual=True)
-    with torch.no_grad():
-        net.head.weight.zero_()
-        net.head.bias.zero_()
-    out = net(x)
-    assert torch.equal(out[:, :1], x)  # residual goes to channel 0 only
-    assert torch.equal(out[:, 1:], torch.zeros_like(x))
     assert UNet(in_channels=3, depth=2, width=W)(torch.randn(1, 3, 9, 9)).shape == (1, 1, 9, 9)
-    with pytest.raises(InputError):
-        UNet(in_channels=2, residual=True)
     with pytest.raises(ValueError):
         UNet(depth=2, width=W)(torch.randn(1, 2, 8, 8))  # wrong channel count
 
@@ -136,17 +127,6 @@ def test_top_skip_false_removes_full_resolution_skip() -> None:
     )
     no_skip(torch.randn(1, 1, 16, 16))
     assert seen == [W]
-
-
-def test_build_network() -> None:
-    assert isinstance(build_network("unet", width=W, depth=2), UNet)
-    assert isinstance(build_network("blindspot", width=W, depth=2), BlindSpotNet)
-    with pytest.raises(InputError, match="unknown network kind"):
-        build_network("resnet")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="blurpool"):
-        build_network("blindspot", blurpool=True)
-    with pytest.raises(InputError):
-        build_network("unet", depth=-1)
 
 
 def test_unet_is_not_blind() -> None:

@@ -20,7 +20,7 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 from n2v_cascade.model import Model  # noqa: E402
 from n2v_cascade.napari import CascadeWidget, DenoiseWidget, TrainWidget, noisy_cell  # noqa: E402
 from n2v_cascade.napari._common import load_model, save_model, session  # noqa: E402
-from n2v_cascade.train import train  # noqa: E402
+from n2v_cascade.training import train  # noqa: E402
 
 TINY = {"batch_size": 4, "steps_per_epoch": 5, "seed": 0, "mask": {"fraction": 0.02},
         "network": {"depth": 2, "width": 4}}
@@ -84,23 +84,9 @@ def test_time_limit_stops_training(viewer, qtbot, tmp_path) -> None:
     assert w.bar.value() < w.bar.maximum() and (tmp_path / "t" / "checkpoint.pt").is_file()
 
 
-def test_train_hooks_interface(tmp_path) -> None:
-    from n2v_cascade.napari._train_hooks import train_with_hooks
-
-    seen = []
-    model = train_with_hooks(_noisy(), _config(epochs=3), output_dir=tmp_path / "h",
-                             callbacks=[lambda info: seen.append(info) or info.step == 7])
-    assert [i.step for i in seen] == list(range(1, 8)) and seen[-1].total_steps == 15
-    assert [i.epoch for i in seen] == [1] * 5 + [2] * 2
-    assert all(np.isfinite(i.loss) and i.seconds > 0 for i in seen)
-    assert (tmp_path / "h" / "checkpoint.pt").is_file()
-    np.testing.assert_array_equal(Model.load(tmp_path / "h").denoise(_noisy()),
-                                  model.denoise(_noisy()))
-
-
 def test_denoise_into_new_layers(viewer, qtbot) -> None:
     noisy = viewer.layers["noisy"].data
-    model = train(noisy, _config(variant="probabilistic", backbone="blindspot",
+    model = train(noisy, _config(variant="probabilistic-blindspot",
                                  network={"depth": 2, "width": 4, "blind_radius": 0}),
                   progress=False)
     w = DenoiseWidget(viewer)
@@ -151,10 +137,9 @@ def test_bad_layers_and_failures_are_notifications(viewer, qtbot) -> None:
         w.start()
         assert expected in _errors(since)[-1] and w.worker is None
     w.set_checked(["noisy"])
-    w.backbone.setCurrentText("blindspot")  # n2v has no blind-spot form: refused at once
+    w.config_overrides = {**TINY, "mean_loss": "mse"}  # not a loss of n2v: refused at once
     w.start()
-    assert "backbone 'blindspot' is not available" in _errors(since)[-1]
-    w.backbone.setCurrentText("default")
+    assert "mean_loss" in _errors(since)[-1]
     w.patch.setValue(512)  # larger than the image: refused inside the worker thread
     w.config_overrides = TINY
     w.start()

@@ -42,8 +42,7 @@ def test_screenshots(qtbot, tmp_path) -> None:
             viewer.window.remove_dock_widget(dock)
 
         dock, train = viewer.window.add_plugin_dock_widget("n2v-cascade", "Train (N2V)")
-        train.method.setCurrentText("probabilistic")
-        train.backbone.setCurrentText("blindspot")
+        train.method.setCurrentText("probabilistic-blindspot")
         train.config_overrides = SMALL
         train.epochs.setValue(4)
         train.output.setText(str(tmp_path / "cell-model"))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from n2v_cascade.errors import InputError
-from n2v_cascade.predict import predict_stack, predict_tiled, tile_slices
+from n2v_cascade.predict import pad_image, predict_tiled, tile_slices
 
 RADIUS = 3  # three stacked 3x3 convolutions
 
@@ -220,17 +220,6 @@ def test_output_channels_preserved() -> None:
     assert not np.allclose(got[0], got[1])
 
 
-def test_predict_stack_equals_per_slice() -> None:
-    stack = _image((3, 37, 29))
-    kwargs = {"tile": 16, "overlap": RADIUS, "batch_size": 2}
-    got = predict_stack(NET, stack, **kwargs)
-    assert got.shape == (3, 2, 37, 29)
-    for s in range(3):
-        np.testing.assert_array_equal(got[s], predict_tiled(NET, stack[s], **kwargs))
-    single = predict_stack(NET, stack[0], **kwargs)
-    np.testing.assert_array_equal(single, got[0])
-
-
 @pytest.mark.parametrize("tta", [False, True])
 def test_memory_bound_batches(tta: bool) -> None:
     image = _image((1024, 1024))
@@ -283,8 +272,6 @@ def test_bad_inputs_raise() -> None:
         predict_tiled(NET, _image((2, 8, 8)))
     with pytest.raises(InputError, match="image"):
         predict_tiled(NET, np.zeros((0, 5), np.float32))
-    with pytest.raises(InputError, match="stack"):
-        predict_stack(NET, _image((1, 2, 8, 8)))
     with pytest.raises(InputError, match="overlap"):
         tile_slices((10, 10), (4, 4), (-1, 0))
 
@@ -322,3 +309,13 @@ def test_random_dtypes_and_shapes(dtype, ny, nx, overlap, extra, seed) -> None:
     assert got.dtype == np.float32
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, _whole(NET, image), atol=1e-5, rtol=0)
+
+
+def test_pad_image_reflects_at_the_end_and_crops_back() -> None:
+    image = _image((5, 7))
+    padded, crop = pad_image(image, 4)
+    assert padded.shape == (8, 8)
+    np.testing.assert_array_equal(padded[crop], image)
+    np.testing.assert_array_equal(padded[5:, :7], image[3:0:-1][:3])  # reflect, no edge copy
+    tiny, crop = pad_image(_image((1, 3)), 4)  # too small to reflect: edge values
+    assert tiny.shape == (4, 4) and np.all(tiny[1:, :3] == tiny[0, :3])

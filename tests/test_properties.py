@@ -24,8 +24,8 @@ from conftest import tiny_config
 from n2v_cascade.batch import denoise_files
 from n2v_cascade.io import read_image
 from n2v_cascade.masking import line_kernel
-from n2v_cascade.train import train
-from n2v_cascade.variants import get_variant
+from n2v_cascade.methods import get_method
+from n2v_cascade.training import train
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=10,
                     suppress_health_check=[HealthCheck.too_slow,
@@ -140,11 +140,11 @@ def _dilate(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
        fraction=st.sampled_from([0.002, 0.05, 0.3]), seed=st.integers(0, 2**16))
 def test_training_batch_hides_exactly_the_blind_spots(variant, struct, batch, patch, fraction,
                                                       seed) -> None:
-    """Through a Variant: masked pixels always change, nothing outside the hidden area does."""
+    """Through a method: masked pixels always change, nothing outside the hidden area does."""
     mask_cfg = {"fraction": fraction} if struct is None else {"fraction": fraction,
                                                                "struct": struct}
     cfg = tiny_config(variant=variant, patch_size=patch, mask=mask_cfg)
-    v = get_variant(cfg)
+    v = get_method(cfg)
     patches = torch.randn(batch, 1, patch, patch, generator=torch.Generator().manual_seed(seed))
     inputs, target, mask = v.training_batch(patches, torch.Generator().manual_seed(seed + 1))
     assert torch.equal(target, patches)

@@ -76,7 +76,7 @@ def test_tables_follow_the_paper_rows() -> None:
 
 @pytest.mark.parametrize("extra, message", [
     (["--budget", "huge"], "--budget"),
-    (["--variants", "structured,nope"], "unknown variant 'nope'"),
+    (["--variants", "structured,nope"], "unknown method 'nope'"),
     (["--noise", "gauss:5"], "invalid noise spec"),
 ])
 def test_cli_errors(clean_dir, tmp_path, capsys, extra, message) -> None:

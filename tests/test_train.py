@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from n2v_cascade import train as train_mod
+from n2v_cascade import training as train_mod
 from n2v_cascade.errors import OutputExistsError, TrainingDivergedError
-from n2v_cascade.train import CHECKPOINT, TrainingInterrupted, train
+from n2v_cascade.training import CHECKPOINT, TrainingInterrupted, train
 
 
 def _weights(model) -> list[torch.Tensor]:
@@ -47,7 +47,7 @@ def test_ctrl_c_writes_checkpoint_and_resume_is_bit_identical(noisy_pair, tmp_pa
         return loss
 
     monkeypatch.setattr(train_mod._Loop, "_step", step_then_ctrl_c)
-    with pytest.raises(TrainingInterrupted, match="epoch 2, step 2.*--resume"):
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 2.*resume=True"):
         train(noisy, cfg, output_dir=tmp_path / "b", progress=False)
     assert (tmp_path / "b" / CHECKPOINT).exists()
     assert not (tmp_path / "b" / "model.json").exists()
@@ -64,7 +64,7 @@ def test_existing_output_is_refused(noisy_pair, tmp_path) -> None:
     cfg = tiny_config(epochs=1)
     train(noisy, cfg, output_dir=tmp_path / "m", progress=False)
     before = (tmp_path / "m" / "weights.pt").read_bytes()
-    with pytest.raises(OutputExistsError, match="--resume to continue or --overwrite"):
+    with pytest.raises(OutputExistsError, match="resume=True to continue or overwrite=True"):
         train(noisy, cfg, output_dir=tmp_path / "m", progress=False)
     assert (tmp_path / "m" / "weights.pt").read_bytes() == before
 

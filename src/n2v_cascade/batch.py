@@ -16,15 +16,19 @@ from tqdm.auto import tqdm
 from .errors import InputError, N2VError, OutputExistsError
 from .io import IMAGE_SUFFIXES, list_images, read_image, write_image
 
+# Output types of one denoised image: float32 TIFF, or PNG (integers, see write_image).
+OUTPUT_SUFFIXES = (".tif", ".tiff", ".png")
+
 
 def output_paths(inputs: Sequence[Path], output: Path, suffix: str = "_denoised") -> list[Path]:
-    """Where each input's result goes: ``output`` itself for one input named ``*.tif``,
-    otherwise ``output/<stem><suffix>.tif``."""
+    """Where each input's result goes: ``output`` itself for one input named ``*.tif`` or
+    ``*.png``, otherwise ``output/<stem><suffix>.tif``."""
     kind = output.suffix.lower()
-    if len(inputs) == 1 and kind in (".tif", ".tiff"):
+    if len(inputs) == 1 and kind in OUTPUT_SUFFIXES:
         return [output]
     if len(inputs) == 1 and kind in IMAGE_SUFFIXES:
-        raise InputError(f"{output}: unsupported output type '{kind}' (denoise writes .tif)")
+        raise InputError(f"{output}: unsupported output type '{kind}' (denoise writes .tif "
+                         f"or .png)")
     if kind in IMAGE_SUFFIXES:
         raise InputError(f"{output}: several inputs need an output folder, not a file name")
     paths = [output / f"{p.stem}{suffix}.tif" for p in inputs]
@@ -34,21 +38,24 @@ def output_paths(inputs: Sequence[Path], output: Path, suffix: str = "_denoised"
 
 
 def _sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f"{path.stem}_{tag}{path.suffix}")
+    """``out_std.tif`` next to ``out.tif``; always a float TIFF (a PNG would round it)."""
+    suffix = path.suffix if path.suffix.lower() in (".tif", ".tiff") else ".tif"
+    return path.with_name(f"{path.stem}_{tag}{suffix}")
 
 
 def denoise_files(
     model, sources: Sequence[Path], output: Path, *, overwrite: bool = False,
     progress: bool = True, posterior: bool = False, uncertainty: bool = False,
-    noise_model: str = "stored", **predict_kw,
+    noise_model: str = "bootstrap", **predict_kw,
 ) -> list[tuple[Path, str]]:
     """Denoise every image under ``sources``; return (file, problem) for each failure.
 
     Outputs that already exist are refused up front (before any work) unless
     ``overwrite``; the inputs themselves are never written to. Per-file errors go to
-    stderr as one ``error:`` line each, so a batch log lists exactly what failed.
+    stderr as one ``error:`` line each, so a batch log lists exactly what failed;
+    ``progress=False`` prints nothing else.
     """
-    if (posterior or uncertainty) and not model.variant.probabilistic:
+    if (posterior or uncertainty) and not model.method.predicts_variance:
         raise InputError(f"--posterior/--uncertainty: variant {model.config.variant!r} predicts "
                          f"no variance; train with --variant probabilistic")
     inputs: list[Path] = []
@@ -63,9 +70,13 @@ def denoise_files(
             raise InputError(f"{path}: is an input file; refusing to overwrite it")
     if not overwrite:
         existing = [str(p) for pair in targets for p in pair if p is not None and p.exists()]
+        if len(existing) == 1:
+            raise OutputExistsError(f"{existing[0]}: already exists (pass --overwrite to "
+                                    f"replace it)")
         if existing:
-            raise OutputExistsError(
-                f"{existing[0]}: output exists ({len(existing)} in all); use --overwrite")
+            raise OutputExistsError(f"{existing[0]}: already exists, and so do "
+                                    f"{len(existing) - 1} more outputs (pass --overwrite to "
+                                    f"replace them)")
     failed: list[tuple[Path, str]] = []
     quiet = not progress or len(inputs) < 2  # a bar over one image says nothing
     for src, (out, std_out) in tqdm(list(zip(inputs, targets, strict=True)), disable=quiet,
@@ -85,10 +96,11 @@ def denoise_files(
             if std_out is not None:
                 write_image(std_out, std, overwrite=overwrite, protect=protect)
         except N2VError as exc:
-            failed.append((src, str(exc)))
-            tqdm.write(f"error: {exc}", file=sys.stderr)
+            failed.append((src, exc.cli_message()))
+            tqdm.write(f"error: {exc.cli_message()}", file=sys.stderr)
             continue
-        tqdm.write(f"{src} -> {out}" + (f" (+ {std_out.name})" if std_out else ""))
+        if progress:
+            tqdm.write(f"{src} -> {out}" + (f" (+ {std_out.name})" if std_out else ""))
     if failed and len(inputs) > 1:
         tqdm.write(f"error: {len(failed)} of {len(inputs)} image(s) failed: "
                    + ", ".join(str(p) for p, _ in failed), file=sys.stderr)

@@ -30,9 +30,9 @@ from torch import nn
 from . import __version__
 from .config import make_config
 from .errors import InputError, N2VError, OutputExistsError
-from .models import fast_layout
+from .methods import get_method
 from .models.blocks import fused_causal
-from .variants import get_variant
+from .runtime import fast_layout
 
 if TYPE_CHECKING:
     from .model import Model
@@ -54,21 +54,21 @@ class BMZDenoiser(nn.Module):
     """The exported network: an image in its intensity units in, the denoised image out.
 
     ``config`` is a TrainConfig as a plain mapping and ``mean``/``std`` the normalisation
-    of the training data; the weights live in ``network``. Output channel: the variant's
+    of the training data; the weights live in ``network``. Output channel: the method's
     ``mean`` estimate (the prior mean of probabilistic models).
     """
 
     def __init__(self, config: dict[str, Any], mean: float, std: float) -> None:
         super().__init__()
         cfg = make_config("bioimageio architecture kwargs", **config)
-        self.variant = get_variant(cfg)
-        self.network = self.variant.build_network()
+        self.method = get_method(cfg)
+        self.network = self.method.build_network()
         self.mean, self.std = float(mean), float(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, *spatial)`` image units -> ``(B, 1, *spatial)`` denoised image units."""
         z = (x.float() - self.mean) / self.std
-        out = self.variant.estimate(self.network(fast_layout(z)))["mean"]
+        out = self.method.estimate(self.network(fast_layout(z)))["mean"]
         return out * self.std + self.mean
 
 
@@ -136,7 +136,7 @@ def _tile(tile: int | None, halo: int, div: int) -> int:
 
 def _test_input(model: Model, image: object, tile: int) -> np.ndarray:
     """A ``tile x tile`` float32 test input in the model's intensity units."""
-    from .model import load_images_arg
+    from .io import load_images
 
     if image is None:
         from .demo import demo_image
@@ -148,7 +148,7 @@ def _test_input(model: Model, image: object, tile: int) -> np.ndarray:
         arr = (scaled * model.normalizer.std + model.normalizer.mean
                + rng.normal(0, noise, cell.shape)).astype(np.float32)
     else:
-        arr = load_images_arg(image)[0][1]
+        arr = load_images(image)[0][1]
         arr = arr if arr.ndim == 2 else arr[0]
     pads = [(max(0, tile - s) // 2, max(0, tile - s) - max(0, tile - s) // 2) for s in arr.shape]
     if any(p for pair in pads for p in pair):  # smaller than a tile: mirror it out
@@ -168,7 +168,7 @@ def _write_files(model: Model, work: Path, test_image: object, tile: int, halo: 
     saved = model.save(work / "model")
     net = BMZDenoiser(model.config.model_dump(mode="json"), model.normalizer.mean,
                       model.normalizer.std)
-    net.network.load_state_dict(model.network.state_dict())
+    net.network.load_state_dict({k: v.cpu() for k, v in model.network.state_dict().items()})
     net.eval()
     x = _test_input(model, test_image, tile)
     batch = torch.from_numpy(x)[None, None]

@@ -39,35 +39,17 @@ CITATIONS: dict[str, dict[str, str]] = {
              "doi": "10.3389/fcomp.2020.00005"},
 }
 
-_METHOD = {
-    "n2v": "Noise2Void: random pixels of each training patch are hidden (replaced by a "
-           "neighbour) and the U-Net learns to predict them from their surroundings; the "
-           "loss is the squared error at the hidden pixels.",
-    "n2v2": "N2V2: Noise2Void with max-blur-pool downsampling, no top-level skip connection "
-            "and median replacement of the hidden pixels, which removes the checkerboard "
-            "artefacts of plain N2V.",
-    "structured": "Structured masking: a grid of hidden pixels per patch, optionally with "
-                  "structN2V line masks that also hide the neighbours along which the "
-                  "noise is correlated.",
-    "blindspot": "Blind-spot network (Laine et al.): the network cannot see the pixel it "
-                 "predicts (four rotated causal branches), so the loss is taken on every "
-                 "pixel and no masking is needed.",
-    "probabilistic": "Probabilistic N2V: the network predicts a mean and a variance per "
-                     "pixel (Gaussian likelihood).",
-}
-
-
 def citations(model: Model) -> list[dict[str, str]]:
-    """The papers behind ``model``'s variant and backbone (Noise2Void always first)."""
-    cfg = model.config
+    """The papers behind ``model``'s method (Noise2Void always first)."""
+    cfg, method = model.config, model.method
     keys = ["n2v"]
-    if cfg.variant == "n2v2":
+    if method.name == "n2v2":
         keys.append("n2v2")
-    if cfg.variant == "structured" or cfg.mask.struct or cfg.mask.struct_kernel:
+    if method.name == "structured" or cfg.mask.struct or cfg.mask.struct_kernel:
         keys.append("structn2v")
-    if cfg.resolved_backbone == "blindspot":
+    if method.blind:
         keys.append("laine")
-    if cfg.variant == "probabilistic":
+    if method.predicts_variance:
         keys.append("pn2v")
     return [CITATIONS[k] for k in keys]
 
@@ -81,14 +63,14 @@ def readme(model: Model, *, name: str, tile: int, halo: int, license: str,
     noise = model.noise or {}
     noise_txt = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in noise.items()) or "not estimated (not needed)"
-    method = _METHOD[cfg.variant]
-    if cfg.variant == "probabilistic":
-        method += (" Backbone: " + ("the blind-spot network (Laine et al.)." if
-                                    cfg.resolved_backbone == "blindspot" else
-                                    "the masked U-Net (N2V masking)."))
-    if cfg.resolved_backbone == "blindspot" and cfg.resolved_blind_radius:
-        r = cfg.resolved_blind_radius
-        method += f" Blind spot: the {2 * r + 1}x{2 * r + 1} square around each pixel."
+    m = model.method
+    method = f"{m.label or m.name} (`{m.name}`): {m.summary}"
+    method += (" Backbone: the blind-spot network (Laine et al.), which never sees the "
+               "pixel it predicts." if m.blind else
+               " Backbone: the U-Net, trained on inputs whose scored pixels are hidden.")
+    radius = cfg.network.blind_radius
+    if m.blind and isinstance(radius, int) and radius:
+        method += f" Blind spot: the {2 * radius + 1}x{2 * radius + 1} square around each pixel."
     recipe = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).rstrip()
     refs = "\n".join(f"- {c['text']} doi:{c['doi']}" for c in citations(model))
     div = 2 ** cfg.network.depth

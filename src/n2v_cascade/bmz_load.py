@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
 
 
-def load_package(path: str | Path) -> Model:
+def load_package(path: str | Path, device: str | torch.device | None = None) -> Model:
     """Rebuild the Model stored in an n2v-cascade BMZ package; one-line errors otherwise."""
     from .model import CONFIG, META, WEIGHTS, Model
 
@@ -58,7 +58,7 @@ def load_package(path: str | Path) -> Model:
             (folder / name).write_bytes(contents[name])
         torch.save(network, folder / WEIGHTS)
         try:
-            return Model.load(folder)
+            return Model.load(folder, device=device)
         except ModelError as exc:
             raise ModelError(str(exc).replace(str(folder), str(path))) from None
 

@@ -5,8 +5,9 @@ A cascade ``[s1, s2, ...]`` trains ``s1`` on the noisy images, denoises them, th
 passes of one variant. :meth:`Cascade.from_models` + :meth:`Cascade.apply` instead run
 already-trained models in sequence without retraining (the paper's contrasting mode).
 
-Every stage gets a ground-truth-free error estimate (:class:`SelfSupervisedError`), which
-``auto`` mode uses to decide when to stop adding stages.
+Every stage gets a ground-truth-free error estimate (:class:`SelfSupervisedError`) with
+its standard error, which ``auto`` mode uses to decide when to stop adding stages; stages
+whose scores differ by at most two standard errors are reported as indistinguishable.
 
 Probabilistic stages pass on their *prior* mean (the network's prediction from the
 context) unless ``posterior`` is set; the uncertainty map is the predicted signal std.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,19 @@ import numpy as np
 
 from . import __version__
 from .config import TrainConfig
-from .errors import InputError, OutputExistsError
-from .gtfree import GTFreeOptions, SelfSupervisedError, gt_free_errors
-from .io import atomic_write_text
+from .errors import InputError
+from .gtfree import (
+    BLOCK,
+    SIGNIFICANT,
+    GTFreeOptions,
+    SelfSupervisedError,
+    compare,
+    gt_free_errors,
+    rank,
+)
+from .io import atomic_write_text, check_output_folder, load_images
 from .metrics import default_data_range, evaluate
-from .model import Model, load_images_arg
+from .model import Model
 from .stages import (
     Stage,
     StageResult,
@@ -62,7 +71,7 @@ def image_names(named: Sequence[tuple[str, np.ndarray]]) -> list[str]:
 def load_reference(reference: object, inputs: Sequence[tuple[str, np.ndarray]]
                    ) -> list[np.ndarray]:
     """Clean references, one per input, with matching shapes."""
-    refs = [a for _, a in load_images_arg(reference)]
+    refs = [a for _, a in load_images(reference)]
     if len(refs) != len(inputs):
         raise InputError(f"reference: {len(refs)} image(s) given for {len(inputs)} input(s)")
     for (name, arr), ref in zip(inputs, refs, strict=True):
@@ -102,11 +111,9 @@ def _prepare_dir(out: Path | None, resume: bool, overwrite: bool) -> dict:
         if resume:
             raise InputError("resume needs an output folder")
         return {}
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise OutputExistsError(f"{out}: folder is not empty; use --resume to continue a "
-                                f"cascade or --overwrite to start over")
+    check_output_folder(out, busy=out.is_dir() and any(out.iterdir()) and not (resume or overwrite),
+                        hint="folder is not empty; use --resume to continue a cascade or "
+                             "--overwrite to start over")
     manifest = out / MANIFEST
     if resume and manifest.is_file():
         try:
@@ -137,8 +144,9 @@ class Cascade:
         prior mean: the posterior needs the pixel that the estimate hides.
     auto, max_stages
         Grow the chain greedily -- at each position train every candidate, keep the one
-        with the lowest GT-free score -- until the score stops improving or
-        ``max_stages`` is reached; the best chain is kept.
+        with the lowest GT-free score -- until the score stops improving by more than two
+        standard errors of the difference or ``max_stages`` is reached; the best chain
+        is kept.
     gt_free
         Masks of the GT-free estimate (:class:`GTFreeOptions`).
     """
@@ -193,18 +201,13 @@ class Cascade:
         if not self.models:
             raise InputError("cascade has no trained stages; call fit() or from_models()")
         single = isinstance(images, np.ndarray)
-        current = [a for _, a in load_images_arg(images)]
+        current = [a for _, a in load_images(images)]
         steps = []
         for model in self.models[:stages]:
             current, _ = stage_outputs(model, current, self.posterior)
             steps.append(current)
         steps = [s[0] if single else s for s in steps]
         return steps if return_all else steps[-1]
-
-    def estimate(self, images: object) -> list[float]:
-        """GT-free score of every stage on the noisy ``images``."""
-        inputs = [a for _, a in load_images_arg(images)]
-        return gt_free_errors(inputs, [estimate_fn(m) for m in self.models], self.gt_free)
 
     def fit(self, images: object, *, output_dir: str | Path | None = None,
             reference: object = None, data_range: float | None = None,
@@ -234,7 +237,7 @@ class Cascade:
     # -- the loop ----------------------------------------------------------------
     def _run(self, training: bool, images, output_dir, reference, data_range, names,
              resume: bool, overwrite: bool, progress: bool) -> Cascade:
-        named = load_images_arg(images)
+        named = load_images(images)
         inputs = [a for _, a in named]
         names = list(names) if names is not None else image_names(named)
         if len(names) != len(inputs):
@@ -263,7 +266,10 @@ class Cascade:
             "posterior": self.posterior, "inputs": info, "data_range": data_range,
             "gt_free": {**asdict(self.gt_free), "score": "mean squared difference to the "
                         "original noisy value at hidden pixels (= MSE + noise variance)",
-                        "probabilistic_stages": "scored on the prior mean"},
+                        "probabilistic_stages": "scored on the prior mean",
+                        "standard_error": f"over {BLOCK}x{BLOCK}-pixel blocks; two stages "
+                        f"whose paired difference is within {SIGNIFICANT:g} standard errors "
+                        f"are indistinguishable"},
             "input_metrics": score(inputs, refs, data_range)[0] if refs else None,
             "auto": {"candidates": [self.config(0, s).variant for s in self.specs],
                      "max_stages": self.max_stages, "stopped": None} if self.auto else None,
@@ -292,9 +298,13 @@ class Cascade:
                 if progress:
                     _report(entry)
             gt, states, res, entry = min(tried, key=lambda t: t[0])
-            if self.auto and k > 0 and gt >= best:
+            diff, se = compare(gt, best) if k > 0 else (0.0, 0.0)
+            if self.auto and k > 0 and not diff < -SIGNIFICANT * se:
                 m["rejected"] += [t[3] for t in tried]
-                m["auto"]["stopped"] = f"GT-free score stopped improving at stage {k + 1}"
+                m["auto"]["stopped"] = (
+                    f"GT-free score stopped improving at stage {k + 1}" if diff >= 0 else
+                    f"GT-free score of stage {k + 1} is indistinguishable from stage {k}'s "
+                    f"(difference {diff:.4g}, standard error {se:.2g})")
                 break
             tracker.commit(states)
             m["stages"].append(entry)
@@ -306,8 +316,7 @@ class Cascade:
             self._save(out)
         if self.auto and m["auto"]["stopped"] is None:
             m["auto"]["stopped"] = f"reached max_stages ({self.max_stages})"
-        scores = [e["gt_free_error"] for e in m["stages"]]
-        m["best_stage"] = int(np.argmin(scores)) + 1
+        _rank(m)
         m["final_outputs"] = m["stages"][-1]["outputs"]
         self.models = models
         self.model_paths = paths if training else self.model_paths[: len(models)]
@@ -326,13 +335,58 @@ class Cascade:
             "stage_seconds": round(res.seconds, 3),
             "outputs": [f"{sdir}/{n}.tif" for n in names],
             "uncertainty": [f"{sdir}/{n}_std.tif" for n in names] if res.stds else None,
-            "gt_free_error": gt, "metrics": metrics, "metrics_per_image": per_image,
+            "gt_free_error": gt, "gt_free_se": getattr(gt, "se", None),
+            "metrics": metrics, "metrics_per_image": per_image,
         }
 
     def _save(self, out: Path | None) -> None:
         if out is not None:
             text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False)
             atomic_write_text(out / MANIFEST, text + "\n", overwrite=True)
+
+
+def _rank(manifest: dict[str, Any]) -> None:
+    """Set ``best_stage`` and the stages whose score is indistinguishable from its score."""
+    best, versus, ties = rank([e["gt_free_error"] for e in manifest["stages"]])
+    for entry, pair in zip(manifest["stages"], versus, strict=True):
+        entry["gt_free_vs_best"] = (None if pair is None else
+                                    {"difference": pair[0], "standard_error": pair[1]})
+    manifest["best_stage"] = best + 1
+    manifest["indistinguishable_from_best"] = [i + 1 for i in ties]
+
+
+def versus_best(entry: Mapping[str, Any]) -> str:
+    """A stage's GT-free score relative to the lowest: ``lowest`` or ``+12.3 ± 4.5``.
+
+    The ± is the standard error of the paired difference, which is what tells two stages
+    apart (each score's own standard error also holds the noise that both share).
+    """
+    pair = entry.get("gt_free_vs_best")
+    if pair is None:
+        return "lowest"
+    return f"{pair['difference']:+.4g} ± {pair['standard_error']:.2g}"
+
+
+def ranking_note(manifest: Mapping[str, Any],
+                 label: Callable[[Mapping[str, Any]], str] = lambda e: f"stage {e['stage']}",
+                 ) -> str:
+    """One sentence on which stage the GT-free scores favour, or that they cannot tell.
+
+    ``label`` names a stage entry (default ``stage N``).
+    """
+    stages = manifest["stages"]
+    best = stages[manifest["best_stage"] - 1]
+    ties = [stages[i - 1] for i in manifest.get("indistinguishable_from_best", [])]
+    if not ties:
+        if len(stages) == 1:
+            return f"GT-free score: {label(best)} (one stage)"
+        return (f"Lowest GT-free score: {label(best)} (lower than every other stage's by more "
+                f"than {SIGNIFICANT:g} standard errors of the difference)")
+    names = [label(e) for e in sorted([best, *ties], key=lambda e: e["stage"])]
+    diffs = ", ".join(f"{label(e)} {versus_best(e)}" for e in ties)
+    return (f"GT-free scores of {', '.join(names[:-1])} and {names[-1]} are indistinguishable: "
+            f"the difference to the lowest ({label(best)}) is within {SIGNIFICANT:g} standard "
+            f"errors ({diffs})")
 
 
 def _report(entry: dict[str, Any]) -> None:
@@ -347,5 +401,5 @@ def _report(entry: dict[str, Any]) -> None:
 
 __all__ = [
     "MANIFEST", "Cascade", "GTFreeOptions", "SelfSupervisedError", "StageResult",
-    "gt_free_errors", "run_stage", "stage_config", "stage_outputs",
+    "gt_free_errors", "ranking_note", "run_stage", "versus_best", "stage_config", "stage_outputs",
 ]

@@ -13,14 +13,17 @@ from typing import Annotated
 import typer
 
 from .cli_options import (
+    Axes,
     BatchSize,
     Depth,
+    Device,
     LearningRate,
     Overwrite,
     PatchSize,
     Quiet,
     StepsPerEpoch,
     Width,
+    parse_duration,
 )
 from .errors import InputError, N2VError, OutputExistsError
 
@@ -31,15 +34,29 @@ app = typer.Typer(
 
 
 
-def _config_from_options(config_file: Path | None, **opts):
-    """Merge a YAML config (if any) with the command-line options that were given.
+def _config_from_options(config_file: Path | None, stored: dict | None = None, **opts):
+    """Merge a stored recipe (``--resume``), a YAML config and the options that were given.
 
-    Only values the user set (in the file or as options) are passed on, so variant
+    Only values the user set (in the file or as options) are passed on, so method
     defaults still apply: ``--variant n2v2`` gets median replacement, ``structured`` a grid.
     """
     from .config import make_config, read_config_values
 
-    base: dict = read_config_values(config_file) if config_file else {}
+    base: dict = dict(stored or {})
+    if stored and opts.get("variant") is not None:
+        from .methods import method_class
+
+        try:
+            chosen = method_class(opts["variant"], opts.get("backbone")).name
+        except ValueError as exc:
+            raise InputError(f"--variant: {exc}") from None
+        if chosen != stored.get("variant"):
+            raise InputError(f"--resume: the checkpoint was made with a different config "
+                             f"(variant {stored.get('variant')!r}, not {chosen!r}); leave "
+                             f"out --variant to resume, or use --overwrite to start over")
+    for key, value in (read_config_values(config_file) if config_file else {}).items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = {**base[key], **value} if both else value
     changes: dict = {}
     nested = {"mask": {}, "network": {}, "noise_model": {}}
     masks = opts.pop("mask") or []
@@ -118,38 +135,46 @@ def _load_mask_file(path: Path) -> list[list[bool]]:
 
 @app.command()
 def train(
-    images: Annotated[list[Path], typer.Argument(help="Noisy image files or folders (TIFF, PNG, JPG, NPY).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
-    variant: Annotated[str | None, typer.Option(help="n2v, n2v2, structured, blindspot or probabilistic.")] = None,
-    backbone: Annotated[str | None, typer.Option(help="unet or blindspot (probabilistic only; default: the variant's).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML config; options given here override it.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (paper: 30).")] = None,
+    images: Annotated[list[Path], typer.Argument(help="The noisy images to learn from: files or folders (TIFF, PNG, JPG, NPY). No clean images are needed.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to save the trained model in (use it with `denoise --model`).")],
+    variant: Annotated[str | None, typer.Option(help="Denoising method (default n2v). `n2v-cascade methods` lists them and what each is for; probabilistic-blindspot also gives a per-pixel uncertainty.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Older spelling: `--variant probabilistic --backbone blindspot` is the method probabilistic-blindspot.", rich_help_panel="Advanced")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="A YAML file with settings (as saved in a model folder's config.yaml); options given here override it.", rich_help_panel="Advanced")] = None,
+    epochs: Annotated[int | None, typer.Option(help="How many rounds of training (default 30). Fewer is faster; --time-limit stops earlier if it is reached first.")] = None,
     steps_per_epoch: StepsPerEpoch = None,
     patch_size: PatchSize = None,
     batch_size: BatchSize = None,
     learning_rate: LearningRate = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Bottom fraction of each image held out for validation (default 0.1).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Fraction of each image (a strip at the bottom) kept aside to report a validation loss (default 0.1; 0 = none).", rich_help_panel="Advanced")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed: the same seed and inputs give the same model (default 0).", rich_help_panel="Advanced")] = None,
     depth: Depth = None,
     width: Width = None,
-    blind_radius: Annotated[str | None, typer.Option(help="Blind-spot backbone: hide the (2r+1)x(2r+1) square around each pixel, for spatially correlated noise: N, or auto (default: chosen from the noise of the training images; 0 = the pixel only).")] = None,
-    ema_decay: Annotated[float | None, typer.Option(help="Average the weights over training (exponential moving average with this decay; default 0.99, 0 = off).")] = None,
-    mask: Annotated[list[str] | None, typer.Option(help="random | grid | horizontal:N | vertical:N (repeatable).")] = None,
-    mask_file: Annotated[Path | None, typer.Option(help="structN2V mask: 2-D boolean .npy with odd sides.")] = None,
-    mask_fraction: Annotated[float | None, typer.Option(help="Fraction of pixels masked per patch (random, default 0.002).")] = None,
-    mask_stride: Annotated[int | None, typer.Option(help="Grid stride for grid masking (default 4).")] = None,
-    noise_model: Annotated[str | None, typer.Option(help="gaussian or poisson-gaussian (probabilistic posterior).")] = None,
-    sigma: Annotated[float | None, typer.Option(help="Known Gaussian noise sigma in image units (default: estimated).")] = None,
-    precision: Annotated[str | None, typer.Option(help="float32 or bfloat16 (autocast, faster on CPUs with BF16).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT/checkpoint.pt.")] = False,
+    blind_radius: Annotated[str | None, typer.Option(help="Blind-spot methods: how many pixels around each pixel the network must not look at. Noise that spreads over neighbouring pixels (some cameras) needs 1 or 2; default auto, chosen from your images (0 = only the pixel itself).", rich_help_panel="Advanced")] = None,
+    ema_decay: Annotated[float | None, typer.Option(help="Smooth the model over the last training steps (default 0.99; 0 = use the last step's model as it is).", rich_help_panel="Advanced")] = None,
+    mask: Annotated[list[str] | None, typer.Option(help="Which pixels are hidden during training: random (n2v), grid (structured), or horizontal:N / vertical:N to also hide a line of N pixels, for stripe-like noise along rows or columns (structN2V). Repeatable.", rich_help_panel="Advanced")] = None,
+    mask_file: Annotated[Path | None, typer.Option(help="Your own structN2V hiding pattern: a 2-D boolean .npy array with odd sides.", rich_help_panel="Advanced")] = None,
+    mask_fraction: Annotated[float | None, typer.Option(help="Share of pixels hidden per crop with random masking (default 0.002).", rich_help_panel="Advanced")] = None,
+    mask_stride: Annotated[int | None, typer.Option(help="Spacing in pixels of the hidden grid with grid masking (default 4).", rich_help_panel="Advanced")] = None,
+    noise_model: Annotated[str | None, typer.Option(help="Probabilistic methods: the kind of noise, gaussian (the same everywhere, default) or poisson-gaussian (grows with brightness: photon counting, most fluorescence).", rich_help_panel="Advanced")] = None,
+    sigma: Annotated[float | None, typer.Option(help="The noise level if you know it (Gaussian standard deviation in the image's units); default: measured from the images.", rich_help_panel="Advanced")] = None,
+    precision: Annotated[str | None, typer.Option(help="float32 (default) or bfloat16: faster on CPUs and GPUs that support it, at about the same quality.", rich_help_panel="Advanced")] = None,
+    time_limit: Annotated[str | None, typer.Option(help="Stop training after this long (e.g. 90s, 10m, 2h) and save the model so far; --resume continues it. Default: no limit.")] = None,
+    axes: Axes = None,
+    device: Device = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped or interrupted run in OUTPUT (its settings are taken from the folder); with a larger --epochs, train a finished model longer.")] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
-    from .train import train as train_fn
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
+    from .training import stored_recipe
+    from .training import train as train_fn
 
     cfg = _config_from_options(
-        config, variant=variant, backbone=backbone, epochs=epochs,
+        config, stored_recipe(output) if resume else None, variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
         network__depth=depth, network__width=width,
@@ -158,29 +183,38 @@ def train(
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
     )
-    model = train_fn([str(p) for p in images], cfg, output_dir=output, resume=resume,
-                     overwrite=overwrite, progress=not quiet)
-    typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
+    model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
+                     resume=resume, overwrite=overwrite, progress=not quiet, device=device,
+                     time_limit=parse_duration(time_limit))
+    if not quiet:
+        typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 
 
 @app.command()
 def denoise(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders to denoise.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by `train`, or a .zip written by `export`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .tif (one input) or folder.")],
-    tile: Annotated[int, typer.Option(help="Tile side for bounded memory (0 = whole image).")] = 512,
-    overlap: Annotated[int | None, typer.Option(help="Tile overlap (default: the receptive-field radius).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 4,
-    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations.")] = False,
-    posterior: Annotated[bool, typer.Option("--posterior", help="Posterior mean (probabilistic models).")] = False,
-    uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write *_std.tif (probabilistic models).")] = False,
-    noise_from: Annotated[str, typer.Option("--noise-from", help="Noise model for --posterior: 'stored' (fitted on the training data), 'image' (wavelet fit on each image: images from different microscopes) or 'bootstrap' (fitted to each image's residual from the prior mean, PN2V; safer on real noise).")] = "stored",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.tif, or .png for 8/16-bit) for one input, or a folder.")],
+    tile: Annotated[int, typer.Option(help="Large images are processed in square pieces of this side to limit memory (default 512; 0 = all at once). The result is the same.", rich_help_panel="Advanced")] = 512,
+    overlap: Annotated[int | None, typer.Option(help="How far the pieces overlap (default: as far as the network looks, which makes the result exact).", rich_help_panel="Advanced")] = None,
+    batch_size: Annotated[int, typer.Option(help="Pieces processed together (default 4; more uses more memory).", rich_help_panel="Advanced")] = 4,
+    tta: Annotated[bool, typer.Option("--tta", help="Denoise the 8 flipped/rotated copies and average them: slightly better, 8x slower.")] = False,
+    posterior: Annotated[bool, typer.Option("--posterior", help="Probabilistic models: combine the prediction with the measured pixel and a noise model (usually sharper; best with probabilistic-blindspot).")] = False,
+    uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Probabilistic models: also write NAME_std.tif, the estimated error (standard deviation) of each denoised pixel.")] = False,
+    axes: Axes = None,
+    device: Device = "auto",
+    noise_from: Annotated[str, typer.Option("--noise-from", help="With --posterior/--uncertainty, where the noise level comes from: bootstrap (default: measured on each image against its denoised version; safest on real microscope noise), image (measured on each image alone) or stored (measured on the training images).", rich_help_panel="Advanced")] = "bootstrap",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Denoise images with a saved model; writes float32 TIFFs in the input's intensity scale."""
+    """Denoise images with a saved model; writes float32 TIFFs (or integer PNGs) in the input's intensity scale."""
     from .batch import denoise_files
-    from .model import NOISE_SOURCES, Model
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
+    from .model import Model
+    from .posterior import NOISE_SOURCES
 
     for name, value, low in (("--tile", tile, 0), ("--batch-size", batch_size, 1),
                              ("--overlap", overlap, 0)):
@@ -189,11 +223,11 @@ def denoise(
     if noise_from not in NOISE_SOURCES:
         raise InputError(f"--noise-from: expected {', '.join(NOISE_SOURCES[:-1])} or "
                          f"{NOISE_SOURCES[-1]}, got {noise_from!r}")
-    net = Model.load(model)
+    net = Model.load(model, device=device)
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
-        tta=tta, noise_model=noise_from)
+        tta=tta, noise_model=noise_from, axes=axes)
     if failed:
         raise typer.Exit(2)
 
@@ -274,11 +308,27 @@ def demo(
              progress=not quiet)
 
 
+@app.command("methods")
+def list_methods(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (as in the README).")] = False,
+) -> None:
+    """List the denoising methods (for --variant) and what each is for."""
+    from .methods import markdown_table, methods
+
+    if markdown:
+        typer.echo(markdown_table())
+        return
+    for method in methods().values():
+        typer.echo(f"{method.name:<24} {method.summary}")
+
+
 from .cli_cascade import cascade, reproduce  # noqa: E402  (commands kept in their own module)
 from .cli_export import export  # noqa: E402
+from .cli_finish import finish  # noqa: E402
 
 app.command()(cascade)
 app.command()(reproduce)
+app.command()(finish)
 app.command()(export)
 
 
@@ -303,17 +353,17 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     import warnings
 
-    from .train import TrainingInterrupted
-
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             code = app(standalone_mode=False)
-    except TrainingInterrupted as exc:
-        typer.echo(f"stopped: {exc}", err=True)
-        sys.exit(130)
     except N2VError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # only a run that imported the training module (and torch) can be interrupted
+        training = sys.modules.get(f"{__package__}.training")
+        if training is not None and isinstance(exc, training.TrainingInterrupted):
+            typer.echo(f"stopped: {exc.cli_message()}", err=True)
+            sys.exit(130)
+        typer.echo(f"error: {exc.cli_message()}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -106,6 +106,10 @@ def cascade(
     quiet: Quiet = False,
 ) -> None:
     """Progressive retraining: train each stage on the previous stage's output (paper III.D)."""
+    from .io import list_images
+
+    for path in images:  # a typo fails here, before torch is imported
+        list_images(path)
     from .cascade import Cascade
     from .stages import merge_values
 
@@ -136,20 +140,21 @@ def cascade(
                        max_stages=max_stages)
         casc.fit(inputs, output_dir=output, reference=refs, data_range=data_range,
                  resume=resume, overwrite=overwrite, progress=not quiet)
-    _print_summary(casc.manifest, output)
+    if not quiet:
+        _print_summary(casc.manifest, output)
 
 
 def _print_summary(manifest: dict, output: Path) -> None:
+    from .cascade import ranking_note, versus_best
     from .metrics import format_table
 
     rows = [{"stage": e["stage"], "variant": e["variant"], "folder": e["dir"],
-             "gt_free": e["gt_free_error"], **(e["metrics"] or {})}
-            for e in manifest["stages"]]
+             "gt_free": e["gt_free_error"], "gt_free_vs_best": versus_best(e),
+             **(e["metrics"] or {})} for e in manifest["stages"]]
     typer.echo(format_table(rows))
     if manifest.get("auto"):
         typer.echo(f"auto: {manifest['auto']['stopped']}; kept {len(rows)} stage(s)")
-    typer.echo(f"lowest GT-free score: stage {manifest['best_stage']}; manifest "
-               f"{output / 'cascade.json'}")
+    typer.echo(f"{ranking_note(manifest)}\nmanifest: {output / 'cascade.json'}")
 
 
 def reproduce(
@@ -172,6 +177,8 @@ def reproduce(
                            budget=budget, variants=_split(variants, "--variants"),
                            crop=crop or None, seed=seed, resume=resume, overwrite=overwrite,
                            progress=not quiet)
+    if quiet:
+        return
     for label, res in summary["noise"].items():
         corr = res["spearman_gt_free_vs_mse"]
         rho = "n/a" if corr["rho"] is None else f"{corr['rho']:.3f}"

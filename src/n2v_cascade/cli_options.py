@@ -7,10 +7,30 @@ from typing import Annotated
 import typer
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-StepsPerEpoch = Annotated[int | None, typer.Option(help="Batches per epoch (default: each pixel ~8 times).")]
-PatchSize = Annotated[int | None, typer.Option(help="Square patch side; divisible by 2**depth (default 128).")]
-BatchSize = Annotated[int | None, typer.Option(help="Patches per batch (default 8).")]
-LearningRate = Annotated[float | None, typer.Option("--learning-rate", "--lr", help="Adam learning rate (default 1e-3; n2v2 3e-4).")]
-Depth = Annotated[int | None, typer.Option(help="U-Net levels (default 3).")]
-Width = Annotated[int | None, typer.Option(help="Channels of the first level (default 32).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors.")]
+StepsPerEpoch = Annotated[int | None, typer.Option(help="Training steps per epoch (default: enough for the network to see every pixel about 8 times).", rich_help_panel="Advanced")]
+PatchSize = Annotated[int | None, typer.Option(help="Side in pixels of the square crops the network learns from (default 128; must be divisible by 2 to the power --depth, e.g. 8 for depth 3). Smaller is faster per step.", rich_help_panel="Advanced")]
+BatchSize = Annotated[int | None, typer.Option(help="Crops per training step (default 8).", rich_help_panel="Advanced")]
+LearningRate = Annotated[float | None, typer.Option("--learning-rate", "--lr", help="How fast the network changes per step (default 1e-3, n2v2 3e-4). Lower it if training stops with 'diverged'.", rich_help_panel="Advanced")]
+Depth = Annotated[int | None, typer.Option(help="How many times the network halves the image internally (default 3): deeper sees a wider context around each pixel but is slower.", rich_help_panel="Advanced")]
+Width = Annotated[int | None, typer.Option(help="Size of the network (feature channels of its first level, default 32): wider can be better and is slower.", rich_help_panel="Advanced")]
+Device = Annotated[str, typer.Option(help="Where to compute: auto (a CUDA GPU, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps.")]
+Axes = Annotated[str | None, typer.Option(help="Axes of each input, e.g. YX, ZYX, TCYX (letters S T C Z Y X); default YX for 2-D images, SYX for stacks (each image of the stack denoised on its own).")]
+
+
+def parse_duration(text: str | None, option: str = "--time-limit") -> float | None:
+    """Seconds from ``90``, ``90s``, ``10m`` or ``2h`` (None stays None)."""
+    if text is None:
+        return None
+    value, unit = text.strip().lower(), "s"
+    if value[-1:] in ("s", "m", "h"):
+        value, unit = value[:-1], value[-1]
+    try:
+        seconds = float(value) * {"s": 1, "m": 60, "h": 3600}[unit]
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        from .errors import InputError
+
+        raise InputError(f"{option}: expected a duration like 90s, 10m or 2h, got {text!r}")
+    return seconds

@@ -1,7 +1,9 @@
 """Training configuration: small pydantic models, validated, savable as YAML.
 
 Every value a user can set lives here, so that a saved model carries the full recipe
-that produced it. Wrong values are refused with a message naming the field.
+that produced it. Wrong values are refused with a message naming the field. The method
+registry (:mod:`n2v_cascade.methods`) validates ``variant`` and fills in the values a
+method implies, so a saved config states them all.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InputError
-
-VariantName = Literal["n2v", "n2v2", "structured", "blindspot", "probabilistic"]
-VARIANTS: tuple[str, ...] = ("n2v", "n2v2", "structured", "blindspot", "probabilistic")
-# N2V2 (no top-level skip, blur-pool) drifted in intensity at 1e-3 on FMD frames and fell
-# below the noisy input on two of them; 3e-4 fixed that at equal BSD68 quality
-# (benchmarks/RESULTS.md, issue 3).
-N2V2_LEARNING_RATE = 3e-4
 
 
 class _Strict(BaseModel):
@@ -46,10 +49,6 @@ class MaskConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_struct(self) -> MaskConfig:
-        if self.struct is not None:
-            from .masking import line_kernel
-
-            line_kernel(self.struct)  # raises InputError naming the option
         if self.struct is not None and self.struct_kernel is not None:
             raise ValueError("give either struct or struct_kernel, not both")
         return self
@@ -61,17 +60,23 @@ class NetworkConfig(_Strict):
     Level ``k`` of the U-Net has ``width * growth**k`` channels. ``blind_radius``
     (blind-spot backbone only) widens the blind spot from the pixel itself (0) to the
     ``(2r + 1) x (2r + 1)`` square around it, for spatially correlated noise; ``auto``
-    (the blind-spot backbone's default, ``None``) picks it from the training images
+    (the blind-spot methods' default) picks it from the training images
     (:mod:`n2v_cascade.correlation`) and the saved config holds the number chosen.
+    ``ring_residual`` (blind-spot backbone) adds the mean of the ring just outside the
+    blind spot to the predicted mean (see ``BlindSpotNet``).
     """
 
     depth: int = Field(3, ge=1, le=6)
     width: int = Field(32, ge=1, le=512)
     growth: float = Field(2.0, ge=1.0, le=4.0)
-    blind_radius: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] | None = None
-    # Blind-spot backbone: add the mean of the ring just outside the blind spot to the
-    # predicted mean (see BlindSpotNet). None: on for the blind-spot backbone.
-    ring_residual: bool | None = None
+    blind_radius: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] = 0
+    ring_residual: bool = False
+
+    @field_validator("blind_radius", "ring_residual", mode="before")
+    @classmethod
+    def _unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """``None`` (written by older versions for "not used") is the neutral value."""
+        return cls.model_fields[info.field_name].default if value is None else value
 
 
 class NoiseModelConfig(_Strict):
@@ -89,10 +94,20 @@ class NoiseModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Everything that defines a training run. Defaults follow the paper (III.E)."""
+    """Everything that defines a training run. Defaults follow the paper (III.E).
 
-    variant: VariantName = "n2v"
-    backbone: Literal["unet", "blindspot"] | None = None
+    ``variant`` names the method (``n2v-cascade methods`` lists them); fields a method
+    does not use keep their neutral value. ``backbone`` is accepted on input as the
+    older spelling (``probabilistic`` + ``blindspot`` = ``probabilistic-blindspot``).
+    ``nll_beta`` (beta of beta-NLL, Seitzer et al. 2022; 0 is plain Gaussian NLL) and
+    ``mean_loss`` (``nll``: joint NLL; ``mse``: squared error for the mean, NLL of its
+    stopped residual for the variance) apply to probabilistic methods. ``ema_decay``
+    averages the weights over training (0: off); the saved model gets the average,
+    which removes most of the step-to-step noise of constant-learning-rate training;
+    the decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after n updates.
+    """
+
+    variant: str = "n2v"
     patch_size: int = Field(128, ge=8, le=4096)
     batch_size: int = Field(8, ge=1, le=4096)
     epochs: int = Field(30, ge=1, le=100000)
@@ -102,106 +117,62 @@ class TrainConfig(_Strict):
     seed: int = Field(0, ge=0)
     augment: bool = True
     precision: Literal["float32", "bfloat16"] = "float32"
-    # Probabilistic variant: beta of beta-NLL (Seitzer et al. 2022); 0 is PN2V's plain
-    # Gaussian NLL. None: 0 with the blind-spot backbone (plain NLL keeps the variance
-    # calibrated, which the posterior mean needs), 0.5 with the masked U-Net (plain NLL
-    # diverged there when retraining on smooth stage outputs). See benchmarks/RESULTS.md.
     nll_beta: float | None = Field(None, ge=0.0, le=1.0)
-    # Probabilistic variant: "mse" trains the mean head by squared error and the variance
-    # head by the NLL of the (gradient-stopped) mean's residual: the mean learns as fast
-    # as a plain blind-spot network's while the variance stays calibrated. "nll": the
-    # joint (beta-)NLL above.
-    # None: "mse" with the blind-spot backbone (unless nll_beta is given), "nll" otherwise.
     mean_loss: Literal["nll", "mse"] | None = None
-    # Exponential moving average of the weights (0: off). The saved model gets the
-    # averaged weights, which smooth out the step-to-step noise of constant-LR training
-    # (FMD, 180 s: N2V +0.4 dB; it removed the blind-spot prior's intensity drift);
-    # the decay warms up as min(ema_decay, (1 + n) / (10 + n)) after n updates.
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_defaults(cls, data: Any) -> Any:
+        """Resolve the method (and the older ``backbone`` spelling); add its defaults."""
+        if not isinstance(data, dict):
+            return data
+        from .methods import method_class, methods
+
+        # sub-configs given as objects (and every one on assignment) stay objects
+        kinds = {k: type(v) for k, v in data.items() if isinstance(v, BaseModel)}
+        values = {k: v.model_dump(exclude_unset=True) if k in kinds else v
+                  for k, v in data.items()}
+        backbone = values.pop("backbone", None)
+        if values.get("variant", "n2v") not in methods():
+            return values  # the field validator names the unknown method
+        try:
+            method = method_class(values.get("variant", "n2v"), backbone)
+        except ValueError as exc:
+            raise ValueError(f"backbone: {exc}") from None
+        values["variant"] = method.name
+        values = method.with_defaults(values)
+        return {k: kinds[k](**v) if k in kinds else v for k, v in values.items()}
+
+    @field_validator("variant")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from .methods import method_class
+
+        return method_class(name).name  # raises ValueError listing the methods
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        # Variant defaults that differ from N2V's, made explicit so a saved config says them.
-        if self.variant == "structured" and "pattern" not in self.mask.model_fields_set:
-            self.mask.pattern = "grid"
-        if self.variant == "n2v2" and "replacement" not in self.mask.model_fields_set:
-            self.mask.replacement = "median"
-        if self.variant == "n2v2" and "learning_rate" not in self.model_fields_set:
-            self.learning_rate = N2V2_LEARNING_RATE
+        from .methods import method_class
+
         factor = 2**self.network.depth
         if self.patch_size % factor:
             raise ValueError(
                 f"patch_size {self.patch_size} must be divisible by 2**depth = {factor}"
             )
-        if self.backbone == "blindspot" and self.variant not in ("blindspot", "probabilistic"):
-            raise ValueError(f"backbone 'blindspot' is not available for variant {self.variant!r}")
-        if self.backbone == "unet" and self.variant == "blindspot":
-            raise ValueError("variant 'blindspot' needs backbone 'blindspot'")
-        if self.mean_loss == "mse" and self.nll_beta is not None:
-            raise ValueError("nll_beta applies to mean_loss 'nll' only")
-        if self.network.ring_residual and self.resolved_backbone != "blindspot":
-            raise ValueError("network.ring_residual needs the blind-spot backbone")
-        if self.network.blind_radius and self.resolved_backbone != "blindspot":
-            raise ValueError("network.blind_radius needs the blind-spot backbone (variant "
-                             "'blindspot', or 'probabilistic' with backbone 'blindspot'); "
-                             "masked variants use mask.struct for correlated noise")
+        method_class(self.variant).validate(self)
         return self
-
-    @property
-    def resolved_backbone(self) -> str:
-        """The backbone actually used: explicit, or the variant's default."""
-        if self.backbone is not None:
-            return self.backbone
-        return "blindspot" if self.variant == "blindspot" else "unet"
-
-    @property
-    def resolved_mean_loss(self) -> str:
-        """Loss of the probabilistic mean actually used: explicit, or the backbone's default.
-
-        The decoupled "mse" form made the blind-spot prior converge faster and without
-        the intensity bias of the joint NLL (benchmarks/RESULTS.md, FMD).
-        """
-        if self.mean_loss is not None:
-            return self.mean_loss
-        blind = self.resolved_backbone == "blindspot"
-        return "mse" if blind and self.nll_beta is None else "nll"
-
-    @property
-    def resolved_blind_radius(self) -> int | str:
-        """Blind radius actually used: explicit, ``auto`` for the blind-spot backbone, else 0.
-
-        ``auto`` by default because real microscope noise is often spatially correlated
-        (FMD wide-field frames: a 3x3 blind spot gained 1.5-2 dB, benchmarks/RESULTS.md)
-        while white noise resolves to 0, the plain blind spot.
-        """
-        if self.network.blind_radius is not None:
-            return self.network.blind_radius
-        return "auto" if self.resolved_backbone == "blindspot" else 0
-
-    @property
-    def resolved_ring_residual(self) -> bool:
-        """Whether the blind-spot net adds its ring mean: explicit, or on for that backbone."""
-        if self.network.ring_residual is not None:
-            return self.network.ring_residual
-        return self.resolved_backbone == "blindspot"
-
-    @property
-    def resolved_nll_beta(self) -> float:
-        """beta-NLL weight actually used: explicit, or the backbone's default."""
-        if self.nll_beta is not None:
-            return self.nll_beta
-        return 0.0 if self.resolved_backbone == "blindspot" else 0.5
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return f"{source}: invalid configuration: " + "; ".join(parts)
 
 
@@ -228,12 +199,9 @@ def update_config(config: TrainConfig, source: str = "options", **changes: Any) 
     return make_config(source, **data)
 
 
-def save_config(config: TrainConfig, path: str | Path, overwrite: bool = False) -> Path:
-    """Write the config as YAML (atomically)."""
-    from .io import atomic_write_text
-
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    return atomic_write_text(path, text, overwrite=overwrite)
+def config_yaml(config: TrainConfig) -> str:
+    """The config as YAML text (every field, so the file is the whole recipe)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -13,15 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .augment import random_transforms
 from .errors import InputError
-
-
-def as_slices(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Flatten (Y, X) images and (S, Y, X) stacks into a list of 2-D slices."""
-    out: list[np.ndarray] = []
-    for img in images:
-        out.extend([img] if img.ndim == 2 else list(img))
-    return out
 
 
 @dataclass
@@ -106,26 +99,8 @@ class PatchSampler:
         flat_idx = self.offsets[idx, None, None] + rows + x0[:, None, None] + self._dx
         patches = self.flat[flat_idx].unsqueeze(1)
         if self.augment:
-            patches = augment8(patches, generator)
+            patches = random_transforms(patches, generator)
         return patches
-
-
-def augment8(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Apply one of the 8 flips/rotations, chosen per sample, to square patches."""
-    choice = torch.randint(0, 8, (batch.shape[0],), generator=generator)
-    out = batch.clone()
-    for t in range(1, 8):
-        sel = choice == t
-        if sel.any():
-            out[sel] = transform8(batch[sel], t)
-    return out
-
-
-def transform8(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Element ``t`` (0..7) of the dihedral group on the last two axes."""
-    if t >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, t % 4, dims=(-2, -1))
 
 
 def default_steps_per_epoch(n_pixels: int, patch_size: int, batch_size: int) -> int:

@@ -33,9 +33,10 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     Stage 1 is Structured N2V trained on the noisy image, stage 2 Probabilistic N2V
     retrained on stage 1's output (paper III.D). ``epochs`` / ``retrain_epochs`` size the
     two stages, ``crop`` keeps a centred ``crop x crop`` part of the image and ``base``
-    replaces :data:`DEMO_BASE` (tests use both for a tiny run).
+    replaces :data:`DEMO_BASE` (tests use both for a tiny run). ``progress=False`` prints
+    nothing.
     """
-    from .cascade import Cascade
+    from .cascade import Cascade, ranking_note, versus_best
     from .figures import comparison_figure
     from .io import atomic_write_text, write_image
     from .metrics import format_table, write_metrics
@@ -59,14 +60,16 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     stages = cascade.manifest["stages"]
     rows = [{"image": "noisy", **cascade.manifest["input_metrics"], "gt_free": None}]
     rows += [{"image": e["dir"], **e["metrics"], "gt_free": e["gt_free_error"],
+              "gt_free_se": e["gt_free_se"], "gt_free_vs_best": versus_best(e),
               "train_seconds": e["train_seconds"]} for e in stages]
-    columns = ["image", "mse", "psnr", "ssim", "gt_free", "train_seconds"]
+    columns = ["image", "mse", "psnr", "ssim", "gt_free", "gt_free_vs_best", "train_seconds"]
     write_metrics(out / "metrics.json", rows, overwrite=True)
     table = format_table(rows, columns=columns)
-    best = stages[cascade.manifest["best_stage"] - 1]["dir"]
     note = (f"gt_free: mean squared difference to the noisy value at hidden pixels (no clean "
             f"image used); expected = true MSE + noise variance ({spec.sigma**2:g} here).\n"
-            f"Lowest GT-free score (the stage to keep without a clean image): {best}.")
+            f"gt_free_vs_best: difference to the lowest score ± the standard error of that "
+            f"paired difference (over 32x32-pixel blocks).\n"
+            f"{ranking_note(cascade.manifest, lambda e: e['dir'])}.")
     atomic_write_text(out / "metrics.md", f"{table}\n\n{note}\n", overwrite=True)
     labels = ["Structured N2V", "Structured → ProbN2V"]
     panels = [(f"noisy ({rows[0]['psnr']:.2f} dB)", noisy)]
@@ -74,10 +77,11 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
                for lab, r, o in zip(labels, rows[1:], cascade.outputs, strict=True)]
     comparison_figure(out / "comparison.png", [*panels, ("clean", clean)], overwrite=True)
     seconds = time.perf_counter() - t0
-    print(table)
-    print(f"\n{note}\ndemo finished in {seconds:.0f} s; outputs in {out.resolve()}:\n"
-          f"  comparison.png, metrics.md, metrics.json, cascade.json, clean.tif, noisy.tif,\n"
-          f"  stage1-structured/cell.tif, stage2-probabilistic/cell.tif (+ cell_std.tif: "
-          f"uncertainty), stageN-*/model/")
+    if progress:
+        print(table)
+        print(f"\n{note}\ndemo finished in {seconds:.0f} s; outputs in {out.resolve()}:\n"
+              f"  comparison.png, metrics.md, metrics.json, cascade.json, clean.tif, "
+              f"noisy.tif,\n  stage1-structured/cell.tif, stage2-probabilistic/cell.tif (+ "
+              f"cell_std.tif: uncertainty), stageN-*/model/")
     return {"rows": rows, "output": out, "seconds": seconds,
             "manifest": json.loads((out / "cascade.json").read_text())}

@@ -4,13 +4,35 @@ Every error a user can cause (bad file, bad option, bad model folder) is raised 
 subclass of :class:`N2VError` with a one-line message that names the file or field and
 the problem. The CLI turns these into ``error: <message>`` and exit code 2, never a
 traceback.
+
+Messages are written with the command-line flags (``--overwrite``, ``--resume``);
+``str(error)`` names the matching Python keyword arguments instead (``overwrite=True``),
+which is what a caller of the Python API can act on, except inside a quoted command, and
+:meth:`N2VError.cli_message` keeps the flags for the CLI.
 """
 
 from __future__ import annotations
 
+import re
+
+# Flags whose Python equivalent is a keyword argument of the same name; a quoted command
+# ('n2v-cascade train ... --resume') is left as it is.
+_KEYWORD_FLAGS = re.compile(r"'[^']*'|--(overwrite|resume)\b")
+
+
+def _keyword(match: re.Match[str]) -> str:
+    return match[0] if match[1] is None else f"{match[1]}=True"
+
 
 class N2VError(Exception):
     """Base class of every error meant to be shown to the user in one line."""
+
+    def __str__(self) -> str:
+        return _KEYWORD_FLAGS.sub(_keyword, super().__str__())
+
+    def cli_message(self) -> str:
+        """The message as the command line shows it: with ``--overwrite``-style flags."""
+        return super().__str__()
 
 
 class InputError(N2VError, ValueError):

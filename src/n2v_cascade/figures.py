@@ -45,9 +45,12 @@ def comparison_figure(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from .axes import layout, to_samples
     from .io import atomic_path
 
-    images = [np.asarray(img if img.ndim == 2 else img[0], np.float32) for _, img in panels]
+    # a stack shows its first image
+    images = [np.asarray(to_samples(img, layout(img.shape))[0], np.float32)
+              for _, img in panels]
     if vrange is None:
         lo, hi = np.percentile(images[-1], [0.5, 99.5])
         vrange = (float(lo), float(hi))

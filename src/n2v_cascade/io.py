@@ -22,9 +22,15 @@ import numpy as np
 import tifffile
 
 from n2v_cascade.errors import InputError, N2VError, OutputExistsError
+from n2v_cascade.formats import (
+    FORMATS_EXTRA_SUFFIXES,
+    check_formats_extra,
+    png_pixels,
+    tifffile_log,
+)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
-WRITE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".npy")
+WRITE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".npy", ".png")
 
 Channels = Literal["average", "reject"]
 # A channel plan lists (axis, keep): the axis holds channels, entries from `keep` on are
@@ -73,6 +79,7 @@ def list_images(path: str | Path) -> list[Path]:
     if not path.is_dir():
         if not os.path.lexists(path):
             raise InputError(f"{source}: no such file or folder")
+        check_formats_extra(path, source)
         _check_suffix(path, source, IMAGE_SUFFIXES, "file")
         return [path]
     try:
@@ -85,6 +92,9 @@ def list_images(path: str | Path) -> list[Path]:
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
     )
     if not images:
+        other = sorted(p for p in entries if p.suffix.lower() in FORMATS_EXTRA_SUFFIXES)
+        if other:
+            check_formats_extra(other[0], source)
         shown = ", ".join(IMAGE_SUFFIXES)
         raise InputError(f"{source}: folder contains no image files (looked for {shown})")
     return images
@@ -133,9 +143,12 @@ def validate_array(
 def write_image(
     path: str | Path, array: np.ndarray, overwrite: bool = False, protect: Iterable[Path] = ()
 ) -> Path:
-    """Write a 2-D or 3-D array as float32 .tif/.tiff (ImageJ axes YX / ZYX) or .npy.
+    """Write a 2-D or 3-D array as float32 .tif/.tiff (ImageJ axes YX / ZYX) or .npy, or a
+    2-D array as an integer .png.
 
-    The write is atomic (temporary file + ``os.replace``), so a crash never leaves a
+    PNG holds integers: the values are rounded and clipped to uint8 (when at most 0.1% of
+    the pixels lie above 255) or uint16, with a warning that says how many pixels were
+    clipped. The write is atomic (temporary file + ``os.replace``), so a crash never leaves a
     half-written file. Refuses an existing path unless ``overwrite`` (OutputExistsError)
     and any path in ``protect`` -- the inputs -- even with ``overwrite`` (InputError).
     Parent folders are created. Returns the path written.
@@ -148,10 +161,14 @@ def write_image(
             raise InputError(f"{source}: is an input file; refusing to overwrite it")
     _check_destination(path, overwrite, source)
     data = _output_array(array, source)
+    if suffix == ".png":
+        data = png_pixels(data, source)
     with _write_errors(source), atomic_path(path, overwrite=overwrite) as tmp:
         if suffix == ".npy":
             with open(tmp, "xb") as fh:
                 np.save(fh, data, allow_pickle=False)
+        elif suffix == ".png":
+            iio.imwrite(tmp, data, plugin="pillow", extension=".png")
         else:
             # An explicit samples axis (S=1) stops tifffile reading a width of 1 as samples.
             axes = ("YX" if data.ndim == 2 else "ZYX") + "S"
@@ -223,6 +240,7 @@ def _check_input_file(path: Path, source: str) -> None:
         raise InputError(f"{source}: file not found")
     if not path.is_file():
         raise InputError(f"{source}: is not a regular file")
+    check_formats_extra(path, source)
     _check_suffix(path, source, IMAGE_SUFFIXES, "file")
     if path.stat().st_size == 0:
         raise InputError(f"{source}: file is empty")
@@ -259,12 +277,17 @@ def _reading(path: Path, source: str, kind: str) -> Iterator[None]:
 
 
 def _read_tiff(path: Path, source: str) -> tuple[np.ndarray, _Plan]:
+    with tifffile_log(source):  # damage that tifffile only logs is an error too
+        return _read_tiff_series(path, source)
+
+
+def _read_tiff_series(path: Path, source: str) -> tuple[np.ndarray, _Plan]:
     with _reading(path, source, "TIFF"), tifffile.TiffFile(path) as tif:
         if not tif.series:
             raise InputError(f"{source}: TIFF file contains no images")
         if len(tif.series) > 1:
             message = f"{source}: has {len(tif.series)} image series; reading only the first"
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(message, UserWarning, stacklevel=4)
         series = tif.series[0]
         data = series.asarray()
         axes = series.axes
@@ -426,3 +449,30 @@ def _remove(path: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+def load_images(images: object) -> list[tuple[str, np.ndarray]]:
+    """Accept an array, a list of arrays, or path(s); return (name, float32 array) pairs."""
+    if isinstance(images, np.ndarray):
+        return [("array", validate_array(images, "array"))]
+    if isinstance(images, str | Path):
+        return [(str(p), a) for p, a in read_images(images)]
+    if isinstance(images, Sequence) and images and all(
+            isinstance(i, np.ndarray) for i in images):
+        return [(f"array[{i}]", validate_array(a, f"array[{i}]")) for i, a in enumerate(images)]
+    if isinstance(images, Sequence) and images and all(isinstance(i, str | Path) for i in images):
+        return [(str(p), a) for p, a in read_images(list(images))]
+    raise InputError("images must be an array, a list of arrays, or file/folder paths")
+
+
+def check_output_folder(out: Path, *, busy: bool, hint: str,
+                        error: type[N2VError] = InputError) -> None:
+    """Refuse an output path that is a file, or a ``busy`` folder (``hint`` says what to do).
+
+    ``busy`` is the caller's rule (a non-empty folder, a finished model, ...); nothing is
+    created or removed here.
+    """
+    if out.exists() and not out.is_dir():
+        raise error(f"{out}: output path exists and is not a folder")
+    if busy:
+        raise OutputExistsError(f"{out}: {hint}")

@@ -10,16 +10,23 @@ the network learn the noise level.
 from __future__ import annotations
 
 import math
-from typing import Literal, TypeVar
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import pydantic
-import pywt
-import torch
-from scipy import ndimage
-from skimage.restoration import estimate_sigma
 
+from n2v_cascade.axes import layout, to_samples
 from n2v_cascade.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from n2v_cascade.config import NoiseModelConfig
+
+# torch, scipy, PyWavelets and scikit-image are imported where they are used, so that
+# parsing a noise spec (the CLI's option check) stays fast.
 
 __all__ = [
     "MIN_VARIANCE",
@@ -38,7 +45,7 @@ MIN_VARIANCE = 1e-10
 _FORMAT_HELP = "expected 'gaussian:SIGMA', 'poisson:PEAK' or 'poisson-gaussian:PEAK,SIGMA'"
 _MAD_TO_STD = 0.6744897501960817  # 75th percentile of the standard normal distribution
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 def _fmt_number(value: float) -> str:
@@ -158,7 +165,7 @@ def _slices(image: np.ndarray, name: str) -> list[np.ndarray]:
         raise InputError(f"{name} must be 2-D (Y, X) or 3-D (S, Y, X), got shape {x.shape}")
     if min(x.shape[-2:]) < 8:
         raise InputError(f"{name} is too small to estimate noise (shape {x.shape}, need >= 8x8)")
-    return [x] if x.ndim == 2 else list(x)
+    return list(to_samples(x, layout(x.shape, source=name)))
 
 
 def estimate_gaussian_sigma(image: np.ndarray) -> float:
@@ -168,6 +175,8 @@ def estimate_gaussian_sigma(image: np.ndarray) -> float:
     (:func:`skimage.restoration.estimate_sigma`); a 3-D stack is the mean of its per-slice
     estimates (a 3-D wavelet would mix slices that need not be spatially related).
     """
+    from skimage.restoration import estimate_sigma
+
     return float(np.mean([estimate_sigma(s, channel_axis=None) for s in _slices(image, "image")]))
 
 
@@ -180,6 +189,9 @@ def _signal_and_detail(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (halved, since the 2-D low-pass gain is 2), lightly smoothed, give the signal level at
     the same position. A border of two coefficients is dropped to avoid padding effects.
     """
+    import pywt
+    from scipy import ndimage
+
     approx, (_, _, diag) = pywt.dwt2(plane, "db2", mode="symmetric")
     signal = ndimage.gaussian_filter(approx / 2.0, sigma=1.0, mode="nearest")
     inner = (slice(2, -2), slice(2, -2))
@@ -299,9 +311,41 @@ def noise_variance(signal: ArrayT, a: float, b: float) -> ArrayT:
     """
     if not (math.isfinite(a) and math.isfinite(b)) or a < 0:
         raise InputError(f"noise model needs finite a >= 0 and finite b, got a={a}, b={b}")
-    if isinstance(signal, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor implies torch is imported
+    if torch is not None and isinstance(signal, torch.Tensor):
         return (torch.clamp(signal, min=0) * a + b).clamp_min(MIN_VARIANCE)
     arr = np.asarray(signal)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     return np.maximum(np.clip(arr, 0, None) * arr.dtype.type(a) + arr.dtype.type(b), MIN_VARIANCE)
+
+
+def estimate_noise_model(slices: Sequence[np.ndarray], cfg: NoiseModelConfig,
+                         names: Sequence[str] | None = None) -> dict:
+    """The noise model in image units: the values ``cfg`` gives, the rest estimated.
+
+    ``slices`` are 2-D samples; ``names`` (one per slice) name the file in the error
+    when a slice cannot be used.
+    """
+
+    def each(fn) -> list:
+        out = []
+        for i, s in enumerate(slices):
+            try:
+                out.append(fn(s))
+            except InputError as exc:
+                name = names[i] if names is not None else f"image {i}"
+                raise InputError(f"{name}: {exc}") from None
+        return out
+
+    if cfg.kind == "poisson-gaussian":
+        a, b = cfg.a, cfg.b
+        if a is None or b is None:
+            fits = np.array(each(estimate_poisson_gaussian))
+            a = float(np.median(fits[:, 0])) if a is None else a
+            b = float(np.median(fits[:, 1])) if b is None else b
+        return {"kind": "poisson-gaussian", "a": float(a), "b": float(b)}
+    sigma = cfg.sigma
+    if sigma is None:
+        sigma = float(np.median(each(estimate_gaussian_sigma)))
+    return {"kind": "gaussian", "sigma": float(sigma)}

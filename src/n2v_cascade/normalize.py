@@ -117,10 +117,6 @@ class Normalizer(pydantic.BaseModel):
         """Back to image units: ``x * std + mean``."""
         return _elementwise(x, lambda v: v * self.std + self.mean)
 
-    def undo_scale(self, s: T) -> T:
-        """A standard deviation back to image units: ``s * std``."""
-        return _elementwise(s, lambda v: v * self.std)
-
     def undo_variance(self, v: T) -> T:
         """A variance back to image units: ``v * std**2``."""
         return _elementwise(v, lambda w: w * self.std**2)

@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from torch import nn
 
-from n2v_cascade.errors import InputError
+from .augment import N_TRANSFORMS, inverse, transform
+from .errors import InputError
+from .models.blocks import pad_to_multiple
+from .progress import progress_bar
 
-__all__ = ["predict_stack", "predict_tiled", "tile_slices"]
+__all__ = ["pad_image", "predict_tiled", "probe_radius", "tile_slices"]
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 SliceTriple = tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]
@@ -135,24 +138,6 @@ def _round_tile(tile: int, divisor: int) -> int:
     return tile - tile % divisor
 
 
-# The 8 elements of the dihedral group on the last two axes: (rotations k, flip).
-_D4 = [(k, flip) for flip in (False, True) for k in range(4)]
-
-
-def _forward(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Apply the augmentation: optional horizontal flip, then ``k`` quarter turns."""
-    if flip:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k, dims=(-2, -1)) if k else x
-
-
-def _inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Undo :func:`_forward` on a network output (same transform, reversed)."""
-    if k:
-        y = torch.rot90(y, -k, dims=(-2, -1))
-    return torch.flip(y, dims=(-1,)) if flip else y
-
-
 def _run(fn: Predictor, batch: torch.Tensor) -> torch.Tensor:
     """Call ``fn`` and check it returns ``(B, C_out, h, w)`` for a ``(B, 1, h, w)`` batch."""
     out = fn(batch)
@@ -174,11 +159,11 @@ def _predict_batch(fn: Predictor, batch: torch.Tensor, tta: bool) -> torch.Tenso
     if not tta:
         return _run(fn, batch)
     acc: torch.Tensor | None = None
-    for k, flip in _D4:
-        y = _inverse(_run(fn, _forward(batch, k, flip)), k, flip)
+    for t in range(N_TRANSFORMS):
+        y = inverse(_run(fn, transform(batch, t)), t)
         acc = y.clone() if acc is None else acc.add_(y)
     assert acc is not None
-    return acc / len(_D4)
+    return acc / N_TRANSFORMS
 
 
 def _batches(items: list[SliceTriple], size: int) -> Iterator[list[SliceTriple]]:
@@ -245,7 +230,7 @@ def predict_tiled(
     slices = tile_slices(image.shape, tiles, overlaps)
 
     out: np.ndarray | None = None
-    bar = tqdm(total=len(slices), desc="predict", unit="tile", disable=not progress)
+    bar = progress_bar(len(slices), "predict", "tile", enabled=progress)
     try:
         with torch.inference_mode():
             for chunk in _batches(slices, batch_size):
@@ -262,24 +247,39 @@ def predict_tiled(
     return out
 
 
-def predict_stack(fn: Predictor, stack: np.ndarray, **kwargs: object) -> np.ndarray:
-    """Predict each slice of a ``(S, Y, X)`` stack with :func:`predict_tiled`.
+def pad_image(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Reflect-pad the end of every axis to a multiple of ``multiple``; return the crop.
 
-    Returns ``(S, C_out, Y, X)`` float32; a single ``(Y, X)`` image gives ``(C_out, Y, X)``.
-    Slices are predicted independently (2-D network), with the same ``kwargs``.
+    Tiles cut from the padded image start on the strided layers' grid, which makes
+    tiled prediction equal whole-image prediction.
     """
-    stack = np.asarray(stack)
-    if stack.ndim == 2:
-        return predict_tiled(fn, stack, **kwargs)  # type: ignore[arg-type]
-    if stack.ndim != 3:
-        raise InputError(f"stack must be (S, Y, X) or (Y, X), got shape {stack.shape}")
-    if stack.shape[0] == 0:
-        raise InputError(f"stack must have at least one slice, got shape {stack.shape}")
-    out: np.ndarray | None = None
-    for s in range(stack.shape[0]):
-        pred = predict_tiled(fn, stack[s], **kwargs)  # type: ignore[arg-type]
-        if out is None:
-            out = np.empty((stack.shape[0], *pred.shape), dtype=np.float32)
-        out[s] = pred
-    assert out is not None
-    return out
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
+    padded, crop = pad_to_multiple(x, multiple, image.ndim, mode="reflect", centred=False)
+    return padded[0, 0].numpy(), crop[2:]
+
+
+def probe_radius(network: nn.Module, div: int, ndim: int = 2, size: int | None = None) -> int:
+    """Receptive-field radius: how far input pixels reach in the output (a safe bound).
+
+    All weights are set to ``1 / fan_in`` and biases to zero, so no ReLU is ever off and
+    no paths cancel: the output is non-zero exactly where the input can reach (a gradient
+    at a real input misses pixels behind inactive ReLUs). The input is a block of side
+    ``div``, because with strided layers the reach depends on the position modulo
+    ``div``; the bound is exact up to ``div - 1``. The probe grows until the reach stays
+    clear of its border. ``network`` is overwritten: pass a throw-away copy.
+    """
+    size = 40 * div if size is None else size
+    with torch.no_grad():
+        for param in network.parameters():
+            param.fill_(1.0 / param[0].numel() if param.ndim > 1 else 0.0)
+        network.eval()
+        while True:
+            size = -(-size // (2 * div)) * 2 * div
+            lo, hi = size // 2 - div, size // 2 - 1  # a whole period, aligned with the strides
+            x = torch.zeros(1, 1, *([size] * ndim))
+            x[(0, 0, *([slice(lo, hi + 1)] * ndim))] = 1.0
+            reach = torch.nonzero(network(x)[0].abs().sum(0) > 0)
+            radius = int(torch.maximum(hi - reach, reach - lo).max()) if reach.numel() else 0
+            if radius < lo or size >= 8192:
+                return radius
+            size *= 2

@@ -20,17 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from .axes import layout, to_samples
 from .cascade import digest, image_names, jsonable, score
-from .errors import InputError, OutputExistsError
+from .errors import InputError
 from .gtfree import GTFreeOptions, SelfSupervisedError
-from .io import atomic_write_text, read_images, write_image
+from .io import atomic_write_text, check_output_folder, read_images, write_image
+from .methods import method_class
 from .stages import estimate_fn, merge_values, run_stage, stage_config
 
 PAPER_VARIANTS = ("n2v", "structured", "blindspot", "probabilistic")
 DEFAULT_NOISES = ("gaussian:25", "poisson:30")
-# quick: 120 steps for a first stage, 72 for a retraining stage (measured: 24 retraining
-# steps left Structured 2nd pass 1.5 dB *below* its input, 72 steps 0.4 dB above); it
-# keeps the paper's depth-3 U-Net at width 16. paper: the paper's 30 / 10 epochs.
+# quick: short first and retraining stages that still improve on their input at width 16
+# (docs/DECISIONS.md); paper: the paper's 30 / 10 epochs.
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"base": {"patch_size": 64, "batch_size": 8, "steps_per_epoch": 12,
                        "network": {"depth": 3, "width": 16}},
@@ -38,10 +39,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {"base": {"patch_size": 64, "batch_size": 8, "network": {"depth": 3, "width": 32}},
               "epochs": 30, "retrain_epochs": 10},
 }
-LONG = {"n2v": "N2V", "n2v2": "N2V2", "structured": "Structured N2V",
-        "blindspot": "Blind-Spot N2V", "probabilistic": "Probabilistic N2V"}
-SHORT = {"n2v": "N2V", "n2v2": "N2V2", "structured": "Structured", "blindspot": "Blind-Spot",
-         "probabilistic": "ProbN2V"}
 ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
 # The paper's PSNRs (dB; its data and noise level are not specified), for reading trends.
 PAPER_PSNR = {("structured",): 35.95, ("structured",) * 2: 35.32, ("structured",) * 3: 35.51,
@@ -54,8 +51,8 @@ COLUMNS = ["run", "mse", "psnr", "ssim", "gt_free", "train_seconds", "paper_psnr
 def run_label(chain: Sequence[str]) -> str:
     """``Probabilistic N2V (2nd)`` for passes, ``Structured -> ProbN2V`` for cascades."""
     if len(set(chain)) == 1:
-        return f"{LONG[chain[0]]} ({ORDINAL.get(len(chain), f'{len(chain)}th')})"
-    return " → ".join(SHORT[v] for v in chain)
+        return f"{method_class(chain[0]).label} ({ORDINAL.get(len(chain), f'{len(chain)}th')})"
+    return " → ".join(method_class(v).short_label for v in chain)
 
 
 def run_chains(variants: Sequence[str]) -> list[tuple[str, ...]]:
@@ -70,7 +67,7 @@ def load_clean(paths: object, crop: int | None) -> tuple[list[str], list[np.ndar
     items = paths if isinstance(paths, str | Path) else list(paths)  # type: ignore[arg-type]
     named = []
     for path, arr in read_images(items):
-        slices = [arr] if arr.ndim == 2 else list(arr)
+        slices = list(to_samples(arr, layout(arr.shape, source=str(path))))
         for i, sl in enumerate(slices):
             name = str(path) if len(slices) == 1 else f"{Path(path).stem}_s{i}.tif"
             named.append((name, centre_crop(sl, crop)))
@@ -147,11 +144,9 @@ def _range(image: np.ndarray) -> float:
 
 
 def _prepare(out: Path, settings: dict, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise OutputExistsError(f"{out}: folder is not empty; use --resume to continue or "
-                                f"--overwrite to start over")
+    check_output_folder(out, busy=out.is_dir() and any(out.iterdir()) and not (resume or overwrite),
+                        hint="folder is not empty; use --resume to continue or --overwrite "
+                             "to start over")
     record = out / "reproduce.json"
     if resume and record.is_file():
         try:

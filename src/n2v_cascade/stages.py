@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from .config import VARIANTS, TrainConfig, make_config, update_config
+from .config import TrainConfig, make_config
 from .errors import InputError
 from .gtfree import Denoiser
 from .io import read_image, write_image
-from .model import META, Model
-from .train import CHECKPOINT, train
+from .methods import method_class, methods
+from .model import CHECKPOINT, META, Model
+from .training import train
 
 STAGE_EPOCHS, RETRAIN_EPOCHS = 30, 10  # paper III.E: 30 epochs, 10 for retraining stages
 Stage = str | TrainConfig | Mapping[str, Any]
@@ -60,9 +61,9 @@ def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = 
     """
     common = _values(base)
     if isinstance(stage, str):
-        if stage not in VARIANTS:
-            raise InputError(f"stages: unknown variant {stage!r} (choose from "
-                             f"{', '.join(VARIANTS)})")
+        if stage not in methods():
+            raise InputError(f"stages: unknown method {stage!r} (choose from "
+                             f"{', '.join(methods())})")
         own: dict[str, Any] = {"variant": stage}
     elif isinstance(stage, TrainConfig):
         own = stage.model_dump(mode="json")
@@ -77,12 +78,17 @@ def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = 
     values["epochs"] = given if given is not None else own.get("epochs", default)
     if "seed" not in own:
         values["seed"] = int(common.get("seed", 0)) + index
-    config = make_config(f"stage {index + 1}", **values)
-    if index and config.network.blind_radius is None and config.resolved_backbone == "blindspot":
-        # a denoised input's leftover noise is correlated by construction: the default
-        # "auto" would widen the blind spot; later stages keep the paper's pixel-only one
-        config = update_config(config, f"stage {index + 1}", network={"blind_radius": 0})
-    return config
+    if index and "blind_radius" not in values.get("network", {}):
+        # a denoised input's leftover noise is correlated by construction: the blind-spot
+        # default "auto" would widen the blind spot; later stages keep the pixel-only one
+        try:
+            blind = method_class(values.get("variant", "n2v"),
+                                 values.get("backbone")).backbone == "blindspot"
+        except ValueError:  # make_config below names the problem
+            blind = False
+        if blind:
+            values["network"] = {**values.get("network", {}), "blind_radius": 0}
+    return make_config(f"stage {index + 1}", **values)
 
 
 def stage_dir_name(index: int, variant: str) -> str:
@@ -107,7 +113,7 @@ class StageResult:
 def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = False
                   ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Denoise with one model; probabilistic models also give the predicted signal std."""
-    if not model.variant.probabilistic:
+    if not model.method.predicts_variance:
         return [model.denoise(im) for im in images], None
     pairs = [model.denoise(im, posterior=posterior, return_std=True) for im in images]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -158,7 +164,7 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
                           overwrite=overwrite or resume, progress=progress)
     paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
     std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
-                 if model.variant.probabilistic]
+                 if model.method.predicts_variance]
     if not trained and reuse_outputs and all(p.is_file() for p in [*paths, *std_paths]):
         outs = [read_image(p, allow_constant=True) for p in paths]
         stds = [read_image(p, allow_constant=True) for p in std_paths] or None

@@ -19,6 +19,7 @@ from n2v_cascade.models.blocks import (
     shift_down,
 )
 from n2v_cascade.models.unet import UNetBackbone, check_input
+from n2v_cascade.runtime import fast_layout
 
 __all__ = ["BlindSpotNet"]
 
@@ -138,7 +139,7 @@ class BlindSpotNet(nn.Module):
         dims = (-2, -1)
         total = None
         for k in range(4):
-            part = self.backbone(_channels_last(shift_down(torch.rot90(x, k, dims), self.shift)))
+            part = self.backbone(fast_layout(shift_down(torch.rot90(x, k, dims), self.shift)))
             if k:
                 part = torch.rot90(part, -k, dims)
             block = conv.weight[:, k * width: (k + 1) * width]
@@ -172,16 +173,12 @@ class BlindSpotNet(nn.Module):
                 raise ValueError("batched rotations need a square input")
             stacked = torch.cat([shift_down(torch.rot90(x, k, dims), self.shift)
                                  for k in range(4)], dim=0)
-            parts = self.backbone(_channels_last(stacked)).chunk(4, dim=0)
+            parts = self.backbone(fast_layout(stacked)).chunk(4, dim=0)
         else:
             parts = tuple(
-                self.backbone(_channels_last(shift_down(torch.rot90(x, k, dims), self.shift)))
+                self.backbone(fast_layout(shift_down(torch.rot90(x, k, dims), self.shift)))
                 for k in range(4)
             )
         back = [p if k == 0 else torch.rot90(p, -k, dims) for k, p in enumerate(parts)]
-        return _channels_last(torch.cat(back, dim=1))
+        return fast_layout(torch.cat(back, dim=1))
 
-
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Channels-last strides, so that every convolution takes the fast (oneDNN) path."""
-    return x.contiguous(memory_format=torch.channels_last)

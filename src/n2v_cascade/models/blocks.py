@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import autocast_dtype
+
 __all__ = [
     "Conv",
     "ConvBlock",
@@ -107,7 +109,8 @@ def pad_to_multiple(
     mode
         ``"replicate"``, ``"reflect"`` or ``"constant"`` (zeros).
     centred
-        Split the padding between both sides (True) or pad only at the end (False).
+        Split the padding between both sides (networks) or pad only at the end (images
+        before tiling, so tiles stay on the strided layers' grid).
 
     Returns
     -------
@@ -133,10 +136,7 @@ def pad_to_multiple(
 
 def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     """The dtype a convolution runs in: the autocast dtype if autocast is on, else the inputs'."""
-    kind = x.device.type
-    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
-        return torch.get_autocast_dtype(kind)
-    return torch.result_type(x, weight)
+    return autocast_dtype(x) or torch.result_type(x, weight)
 
 
 class _CausalConvReLU(torch.autograd.Function):

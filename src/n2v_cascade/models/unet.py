@@ -128,9 +128,6 @@ class UNet(nn.Module):
         2 for ``(B, C, Y, X)`` images, 3 for ``(B, C, Z, Y, X)`` volumes.
     blurpool, top_skip
         N2V2 options (Höck et al. 2022), see :class:`UNetBackbone`.
-    residual
-        Add the input to output channel 0 (the network then predicts a correction).
-        Requires ``in_channels == 1``.
     """
 
     def __init__(
@@ -142,19 +139,15 @@ class UNet(nn.Module):
         ndim: int = 2,
         blurpool: bool = False,
         top_skip: bool = True,
-        residual: bool = False,
         growth: float = 2.0,
     ) -> None:
         super().__init__()
         if out_channels < 1:
             raise InputError(f"out_channels must be >= 1, got {out_channels}")
-        if residual and in_channels != 1:
-            raise InputError(f"residual=True needs in_channels == 1, got {in_channels}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.depth = depth
         self.ndim = ndim
-        self.residual = residual
         self.backbone = UNetBackbone(
             in_channels, depth, width, ndim, blurpool=blurpool, top_skip=top_skip, growth=growth
         )
@@ -168,10 +161,7 @@ class UNet(nn.Module):
         if chunks is not None:
             return torch.cat([self(part) for part in chunks])
         padded, crop = pad_to_multiple(x, 2**self.depth, self.ndim, mode="replicate")
-        out = self.head(self.backbone(padded))[crop]
-        if self.residual:
-            out = torch.cat([out[:, :1] + x, out[:, 1:]], dim=1)
-        return out
+        return self.head(self.backbone(padded))[crop]
 
 
 def check_input(x: torch.Tensor, in_channels: int, ndim: int) -> None:

@@ -25,7 +25,7 @@ def denoise_layer(model: Model, image: np.ndarray, *, posterior: bool, uncertain
                   tile: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """The denoised image and (``uncertainty``) its per-pixel standard deviation."""
     if uncertainty or posterior:
-        if not model.variant.probabilistic:
+        if not model.method.predicts_variance:
             raise InputError(f"the {model.config.variant} model predicts no variance; "
                              f"posterior and uncertainty need a probabilistic model")
     if uncertainty:
@@ -67,7 +67,7 @@ class DenoiseWidget(QWidget):
     def show_model(self) -> None:
         """Describe the session's model; offer the posterior only where it exists."""
         model = session().model
-        probabilistic = model is not None and model.variant.probabilistic
+        probabilistic = model is not None and model.method.predicts_variance
         for box in (self.posterior, self.uncertainty):
             box.setEnabled(probabilistic)
             if not probabilistic:

@@ -29,11 +29,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..config import VARIANTS, make_config
+from ..config import make_config
 from ..errors import InputError
+from ..methods import methods
 from ..model import Model
+from ..training import StepInfo, train
 from ._common import AXES, ModelRow, image_layers, layer_image, report, run_in_worker, session
-from ._train_hooks import StepInfo, train_with_hooks
 
 
 class _Progress(QObject):
@@ -63,10 +64,8 @@ class TrainWidget(QWidget):
 
         self.layers = QListWidget()
         self.method = QComboBox()
-        self.method.addItems(VARIANTS)
-        self.backbone = QComboBox()
-        self.backbone.addItems(["default", "unet", "blindspot"])
-        self.backbone.setToolTip("blindspot: for the posterior of probabilistic models")
+        self.method.addItems(list(methods()))
+        self.method.setToolTip("probabilistic-blindspot: the exact posterior mean")
         self.axes = QComboBox()
         self.axes.addItems(AXES)
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=30)
@@ -95,7 +94,7 @@ class TrainWidget(QWidget):
 
         form = QFormLayout()
         for label, widget in (("images", self.layers), ("method", self.method),
-                              ("backbone", self.backbone), ("axes", self.axes),
+                              ("axes", self.axes),
                               ("epochs", self.epochs), ("patch size", self.patch),
                               ("time limit", self.time_limit),
                               ("output", self.output), ("", self.overwrite)):
@@ -141,8 +140,6 @@ class TrainWidget(QWidget):
     def recipe(self):
         values = {"variant": self.method.currentText(), "epochs": self.epochs.value(),
                   "patch_size": self.patch.value(), **self.config_overrides}
-        if self.backbone.currentText() != "default":
-            values["backbone"] = self.backbone.currentText()
         return make_config("training widget", **values)
 
     # -- running -----------------------------------------------------------------
@@ -168,8 +165,8 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.worker = run_in_worker(
-            train_with_hooks, images, config, output_dir=Path(out), time_limit=limit,
-            callbacks=[self._callback], overwrite=self.overwrite.isChecked(),
+            train, images, config, output_dir=Path(out), overwrite=self.overwrite.isChecked(),
+            progress=False, time_limit=limit, callbacks=[self._callback],
             done=self._done, finished=self._finished)
 
     def cancel(self) -> None:

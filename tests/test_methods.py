@@ -1,4 +1,4 @@
-"""The five variants: masking/loss contracts, probabilistic NLL and posterior, train-save-load."""
+"""Built-in methods: masking and loss contracts, probabilistic NLL, posterior, save-load."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import torch
 from conftest import tiny_config
 from n2v_cascade.config import make_config
 from n2v_cascade.errors import InputError
+from n2v_cascade.methods import REGISTRY, get_method, method_class
+from n2v_cascade.methods.probabilistic import Probabilistic
 from n2v_cascade.model import Model
-from n2v_cascade.train import train
-from n2v_cascade.variants import REGISTRY, Probabilistic, get_variant, posterior_mean
+from n2v_cascade.posterior import posterior_mean
+from n2v_cascade.training import train
 
 VARIANT_CONFIGS = {
     "n2v": {},
@@ -32,8 +34,22 @@ def _config(key: str, **kw):
     return tiny_config(**values)
 
 
-def test_registry_has_every_variant() -> None:
-    assert set(REGISTRY) == {"n2v", "n2v2", "structured", "blindspot", "probabilistic"}
+def test_registry_has_every_builtin_method_in_listing_order() -> None:
+    assert list(REGISTRY) == ["n2v", "n2v2", "structured", "blindspot", "probabilistic",
+                              "probabilistic-blindspot"]
+    for cls in REGISTRY.values():
+        assert cls.label and cls.short_label and cls.summary and cls.citation, cls.name
+
+
+def test_older_spelling_selects_the_blindspot_probabilistic_method() -> None:
+    cfg = make_config(variant="probabilistic", backbone="blindspot")
+    assert cfg.variant == "probabilistic-blindspot"
+    assert method_class("probabilistic", "blindspot") is REGISTRY["probabilistic-blindspot"]
+    assert method_class("probabilistic", "unet") is REGISTRY["probabilistic"]
+    with pytest.raises(ValueError, match="not available for method 'n2v'"):
+        method_class("n2v", "blindspot")
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        method_class("nope")
 
 
 @pytest.mark.parametrize("key", list(VARIANT_CONFIGS))
@@ -47,10 +63,10 @@ def test_variant_trains_saves_reloads_and_predicts_identically(key, noisy_pair,
     assert losses[-1] < losses[0], losses
     loaded = Model.load(tmp_path / key)
     np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
-    if get_variant(cfg).probabilistic:
+    if get_method(cfg).predicts_variance:
         mean, std = loaded.denoise(noisy, return_std=True)
         assert std.shape == noisy.shape and np.all(std >= 0) and np.all(np.isfinite(std))
-        if cfg.resolved_backbone == "blindspot":
+        if get_method(cfg).blind:
             post, post_std = loaded.denoise(noisy, posterior=True, return_std=True)
         else:
             with pytest.warns(UserWarning, match="counted twice"):
@@ -63,7 +79,7 @@ def test_masked_variants_score_only_masked_pixels() -> None:
     x = torch.randn(2, 1, 16, 16)
     gen = torch.Generator().manual_seed(0)
     for key in ("n2v", "n2v2", "structured"):
-        variant = get_variant(_config(key))
+        variant = get_method(_config(key))
         inputs, target, mask = variant.training_batch(x, gen)
         assert mask is not None and mask.any()
         assert torch.equal(inputs[~mask], x[~mask])  # only masked pixels are replaced
@@ -71,13 +87,13 @@ def test_masked_variants_score_only_masked_pixels() -> None:
         out = target.clone()
         out[mask] += 1.0  # errors only at masked pixels count
         assert variant.loss(out, target, mask).item() == pytest.approx(1.0)
-    bs = get_variant(_config("blindspot"))
+    bs = get_method(_config("blindspot"))
     inputs, target, mask = bs.training_batch(x, gen)
     assert mask is None and torch.equal(inputs, x)
 
 
 def test_structured_uses_grid_lattice() -> None:
-    variant = get_variant(_config("structured", mask={"stride": 4}))
+    variant = get_method(_config("structured", mask={"stride": 4}))
     mask = variant.make_mask(torch.Size([3, 1, 16, 16]), torch.Generator().manual_seed(0))
     assert int(mask.sum()) == 3 * 16
     for m in mask[:, 0]:
@@ -154,7 +170,7 @@ def test_decoupled_loss_gives_mse_gradient_to_mean_and_nll_gradient_to_variance(
     torch.testing.assert_close(grads["mse"][1], grads["nll"][1])  # variance: plain NLL
     assert not torch.allclose(grads["nll"][0], grads["mse"][0])
     assert torch.allclose(grads["nll"][0], grads["mse"][0] * torch.exp(-logvar))
-    with pytest.raises(InputError, match="nll_beta applies to mean_loss 'nll' only"):
+    with pytest.raises(InputError, match="nll_beta: applies to mean_loss 'nll' only"):
         make_config(variant="probabilistic", mean_loss="mse", nll_beta=0.5)
 
 
@@ -187,13 +203,17 @@ def test_posterior_beats_prior_on_toy_problem() -> None:
 def test_nll_beta_defaults_follow_the_backbone() -> None:
     # plain NLL for the blind-spot backbone (calibrated variance for the posterior),
     # beta-NLL 0.5 for the masked U-Net (stable on smooth retraining inputs); explicit wins
-    assert _config("probabilistic").resolved_nll_beta == 0.5
-    assert _config("probabilistic", backbone="blindspot").resolved_nll_beta == 0.0
-    assert _config("probabilistic", backbone="blindspot", nll_beta=1.0).resolved_nll_beta == 1.0
+    assert _config("probabilistic").nll_beta == 0.5
+    assert _config("probabilistic").mean_loss == "nll"
+    blind = _config("probabilistic", backbone="blindspot")
+    assert blind.mean_loss == "mse" and blind.nll_beta is None
+    given = _config("probabilistic", backbone="blindspot", nll_beta=1.0)
+    assert given.mean_loss == "nll" and given.nll_beta == 1.0
+    assert _config("probabilistic", mean_loss="mse").nll_beta is None
 
 
 def test_variance_calibration_matches_the_observed_residual() -> None:
-    from n2v_cascade.variants import calibrate_variance
+    from n2v_cascade.posterior import calibrate_variance
 
     rng = np.random.default_rng(5)
     mean = rng.normal(0, 1, (64, 64)).astype(np.float32)
@@ -211,10 +231,19 @@ def test_variance_calibration_matches_the_observed_residual() -> None:
 
 def test_blindspot_network_needs_a_resolved_radius_to_be_built_without_training() -> None:
     cfg = tiny_config(variant="blindspot")
-    assert cfg.resolved_blind_radius == "auto" and tiny_config().resolved_blind_radius == 0
+    assert cfg.network.blind_radius == "auto" and tiny_config().network.blind_radius == 0
     with pytest.raises(InputError, match="give a number"):
-        get_variant(cfg).build_network()
-    net = get_variant(tiny_config(variant="blindspot", network={"depth": 2, "width": 8,
+        get_method(cfg).build_network()
+    net = get_method(tiny_config(variant="blindspot", network={"depth": 2, "width": 8,
                                                                 "blind_radius": 1})
                       ).build_network()
     assert net.shift == 2
+
+
+def test_readme_method_table_is_the_registry_table() -> None:
+    from pathlib import Path
+
+    from n2v_cascade.methods import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme  # regenerate with `n2v-cascade methods --markdown`

@@ -1,9 +1,10 @@
-"""One training loop for every variant: patches -> variant batch -> network -> loss.
+"""One training loop for every method: patches -> method's step -> network -> loss.
 
-The loop knows variants only through :class:`~n2v_cascade.variants.Variant`. It writes
+The loop knows methods only through :class:`~n2v_cascade.methods.base.Method`. It writes
 a checkpoint (atomically) at the end of every epoch and when interrupted with Ctrl-C,
 resumes from one bit-identically (all random state lives in one torch.Generator that
-is saved with it), and stops with a clear message if the loss diverges.
+is saved with it), stops with a clear message if the loss diverges, and stops cleanly
+(model saved, checkpoint kept for ``resume``) at a time limit or when a callback asks.
 """
 
 from __future__ import annotations
@@ -14,76 +15,115 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
 
-from .config import TrainConfig
-from .data import PatchSampler, as_slices, default_steps_per_epoch, split_train_val
+from .axes import samples_of
+from .config import TrainConfig, update_config
+from .data import PatchSampler, default_steps_per_epoch, split_train_val
 from .errors import InputError, N2VError, OutputExistsError, TrainingDivergedError
-from .model import Model, estimate_noise_model, load_images_arg
-from .models import fast_layout
+from .io import check_output_folder, load_images
+from .methods import get_method
+from .model import CHECKPOINT, Model
+from .noise import estimate_noise_model
 from .normalize import Normalizer
-from .variants import get_variant
-
-CHECKPOINT = "checkpoint.pt"
+from .progress import note, progress_bar
+from .runtime import Runner, load, place, resolve_device
 
 
 class TrainingInterrupted(N2VError):
     """Training was stopped by the user; a checkpoint was written."""
 
 
+@dataclass
+class StepInfo:
+    """What a training callback sees after each step.
+
+    ``weights()`` returns a copy of the weights the model would get now (the moving
+    average when enabled). A callback that returns True stops training cleanly.
+    """
+
+    step: int            # global step, 1-based
+    total_steps: int
+    epoch: int           # 1-based
+    epochs: int
+    loss: float
+    seconds: float       # training seconds so far (this run and resumed ones)
+    step_seconds: float  # wall time of this step
+    step_cpu_seconds: float  # CPU time of this step divided by the torch threads
+    weights: Callable[[], dict]
+
+
+Callback = Callable[[StepInfo], "bool | None"]
+
+
 def train(
     images: object,
     config: TrainConfig | None = None,
     *,
+    axes: str | None = None,
     output_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    device: str | torch.device | None = None,
+    time_limit: float | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Model:
     """Train a denoiser on noisy images and return the trained :class:`Model`.
 
     Parameters
     ----------
     images
-        An array (YX or SYX), a list of arrays, or file/folder path(s).
+        An array, a list of arrays, or file/folder path(s).
     config
         The recipe; ``TrainConfig()`` (paper defaults) if omitted.
+    axes
+        Axes of array inputs (e.g. ``"YX"``, ``"SYX"``, ``"TCYX"``); by default YX for
+        2-D and SYX (a stack of images) for 3-D arrays.
     output_dir
         Where checkpoints and the final model folder go. Without it nothing is written.
     resume
         Continue from ``output_dir/checkpoint.pt`` (same config required).
     overwrite
         Allow replacing an existing model or checkpoint in ``output_dir``.
+    device
+        Where to train: ``auto``/None (CUDA, then MPS, then CPU), ``cpu``, ``cuda:N``...
+    time_limit
+        Seconds of training after which the run stops cleanly with the model so far.
+    callbacks
+        Called with a :class:`StepInfo` after every step; returning True stops cleanly.
     """
     config = config or TrainConfig()
-    named = load_images_arg(images)
+    named = load_images(images)
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = _prepare_output(out, resume, overwrite)
     resume = resume and ckpt_path is not None and ckpt_path.exists()
+    if time_limit is not None and not time_limit > 0:
+        raise InputError(f"time limit must be positive, got {time_limit}")
 
-    raw = as_slices([arr for _, arr in named])
-    names = [name for name, arr in named for _ in range(1 if arr.ndim == 2 else arr.shape[0])]
-    config = _check_noise_correlation(config, raw, names, progress)
+    raw, names = samples_of([a for _, a in named], [n for n, _ in named], axes)
+    config = _settings_for_data(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
-    variant = get_variant(config)
+    method = get_method(config)
     divisor = 2 ** config.network.depth
     split = split_train_val([normalizer.apply(s) for s in raw], config.patch_size,
                             config.val_fraction, names, divisor=divisor)
     sampler = PatchSampler(split.train, config.patch_size, augment=config.augment)
     steps = config.steps_per_epoch or default_steps_per_epoch(
         sampler.n_pixels, config.patch_size, config.batch_size)
-    noise = (estimate_noise_model(raw, config.noise_model, names) if variant.probabilistic
-             else None)
+    noise = (estimate_noise_model(raw, config.noise_model, names)
+             if method.predicts_variance else None)
     _claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
 
     torch.manual_seed(config.seed)
-    network = variant.build_network()
+    device = resolve_device(device)
+    network = place(method.build_network(), device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
@@ -91,15 +131,16 @@ def train(
     if resume:
         state, ema_state = _load_checkpoint(ckpt_path, config, network, optimizer, generator)
 
-    model = Model(network, config, normalizer, noise=noise, history=state["history"])
-    val_batches = _validation_batches(split.val, variant, config.seed)
-    loop = _Loop(network, optimizer, variant, sampler, generator, config, ckpt_path, state)
+    loop = _Loop(Runner(network, device, config.precision), optimizer, method, sampler,
+                 generator, config, ckpt_path, state)
     if ema_state is not None:
         loop.load_ema(ema_state, ckpt_path)
+    val_batches = _validation_patches(split.val)
     with _catch_sigint() as interrupted:
-        loop.run(steps, val_batches, interrupted, progress)
+        loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
     network.load_state_dict(loop.final_weights())
-    model.history = state["history"]
+    model = Model(network, config, normalizer, noise=noise, history=state["history"],
+                  device=device)
     model.train_seconds = state["seconds"]
     if out is not None:
         model.save(out, overwrite=True)
@@ -109,15 +150,15 @@ def train(
 class _Loop:
     """The epoch/step loop with its checkpointing; kept apart so ``train`` stays readable."""
 
-    def __init__(self, network, optimizer, variant, sampler, generator, config, ckpt_path, state):
-        self.network, self.optimizer, self.variant = network, optimizer, variant
+    def __init__(self, run: Runner, optimizer, method, sampler, generator, config, ckpt_path,
+                 state):
+        self.run_net, self.network = run, run.network
+        self.optimizer, self.method = optimizer, method
         self.sampler, self.generator, self.config = sampler, generator, config
         self.ckpt_path, self.state = ckpt_path, state
-        self.autocast = config.precision == "bfloat16"
-        # channels-last convolutions measured 1.1-1.8x faster on this CPU (benchmarks/RESULTS.md)
-        self.network.to(memory_format=torch.channels_last)
-        self.ema = (AveragedModel(network, multi_avg_fn=_ema_update(config.ema_decay))
+        self.ema = (AveragedModel(self.network, multi_avg_fn=_ema_update(config.ema_decay))
                     if config.ema_decay > 0 else None)
+        self.threads = max(1, torch.get_num_threads())
 
     def final_weights(self) -> dict:
         """The weights the trained model gets: the moving average if enabled."""
@@ -130,47 +171,76 @@ class _Loop:
         except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
             raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
 
-    def run(self, steps: int, val_batches, interrupted: threading.Event, progress: bool) -> None:
+    def run(self, steps: int, val_batches, interrupted: threading.Event, progress: bool,
+            time_limit: float | None, callbacks: list[Callback]) -> None:
         cfg, state = self.config, self.state
-        for epoch in range(state["epoch"], cfg.epochs):
-            t0 = time.perf_counter()
-            self.network.train()
-            losses: list[float] = state.pop("partial_losses", [])
-            bar = tqdm(range(state["step"], steps), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not progress, leave=False, unit="step")
-            for step in bar:
-                loss = self._step()
-                if not math.isfinite(loss):
-                    self._diverged(epoch, step, loss)
-                losses.append(loss)
-                bar.set_postfix(loss=f"{loss:.4f}")
-                if interrupted.is_set():
-                    state.update(step=step + 1, partial_losses=losses)
-                    state["seconds"] += time.perf_counter() - t0
-                    self._checkpoint()
-                    where = f" to {self.ckpt_path}" if self.ckpt_path else ""
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch + 1}, step {step + 1}; checkpoint written"
-                        f"{where}; continue with --resume")
+        total = cfg.epochs * steps
+        start = time.perf_counter()
+        bar = progress_bar(total, "train", "step", enabled=progress,
+                           initial=state["epoch"] * steps + state["step"])
+        try:
+            for epoch in range(state["epoch"], cfg.epochs):
+                t0 = time.perf_counter()
+                self.network.train()
+                losses: list[float] = state.pop("partial_losses", [])
+                for step in range(state["step"], steps):
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    loss = self._step()
+                    wall = time.perf_counter() - w0
+                    if not math.isfinite(loss):
+                        self._diverged(epoch, step, loss)
+                    losses.append(loss)
+                    bar.update(1)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
+                                    **{self.method.loss_name: f"{loss:.4f}"})
+                    seconds = state["seconds"] + time.perf_counter() - t0
+                    info = StepInfo(epoch * steps + step + 1, total, epoch + 1, cfg.epochs,
+                                    loss, seconds, wall,
+                                    (time.process_time() - c0) / self.threads,
+                                    self.final_weights)
+                    stop = any([bool(cb(info)) for cb in callbacks])
+                    timed_out = (time_limit is not None
+                                 and time.perf_counter() - start >= time_limit)
+                    if interrupted.is_set() or stop or timed_out:
+                        state.update(step=step + 1, partial_losses=losses)
+                        state["seconds"] += time.perf_counter() - t0
+                        self._checkpoint()
+                        if interrupted.is_set():
+                            where = f" to {self.ckpt_path}" if self.ckpt_path else ""
+                            raise TrainingInterrupted(
+                                f"interrupted at epoch {epoch + 1}, step {step + 1}; checkpoint "
+                                f"written{where}; continue with --resume")
+                        self._stopped(epoch, step, losses, "time limit" if timed_out
+                                      else "callback", progress)
+                        return
+                val = self._validate(val_batches)
+                state["seconds"] += time.perf_counter() - t0
+                state["history"].append({
+                    "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
+                    "seconds": round(state["seconds"], 3)})
+                if progress:
+                    vtxt = f", val {val:.4f}" if val is not None else ""
+                    note(f"epoch {epoch + 1}/{cfg.epochs}: {self.method.loss_name} "
+                         f"{np.mean(losses):.4f}{vtxt}")
+                state.update(epoch=epoch + 1, step=0)
+                self._checkpoint()
+        finally:
             bar.close()
-            val = self._validate(val_batches)
-            state["seconds"] += time.perf_counter() - t0
-            state["history"].append({
-                "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
-                "seconds": round(state["seconds"], 3)})
-            if progress:
-                vtxt = f", val {val:.4f}" if val is not None else ""
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.4f}{vtxt}")
-            state.update(epoch=epoch + 1, step=0)
-            self._checkpoint()
+
+    def _stopped(self, epoch: int, step: int, losses: list[float], reason: str,
+                 progress: bool) -> None:
+        """Record a clean early stop in the history (the checkpoint allows ``resume``)."""
+        self.state["history"].append({
+            "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": None,
+            "seconds": round(self.state["seconds"], 3), "stopped": reason,
+            "step": step + 1})
+        if progress:
+            note(f"stopped by the {reason} at epoch {epoch + 1}, step {step + 1}")
 
     def _step(self) -> float:
         patches = self.sampler.sample(self.config.batch_size, self.generator)
-        inputs, target, mask = self.variant.training_batch(patches, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            output = self.network(fast_layout(inputs))
-        loss = self.variant.loss(output.float(), target, mask)
+        loss = self.method.step_loss(patches, self.generator, self.run_net)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value
@@ -182,15 +252,14 @@ class _Loop:
 
     @torch.no_grad()
     def _validate(self, val_batches) -> float | None:
+        """Loss on fixed validation patches, with the same masks every epoch."""
         if not val_batches:
             return None
         network = self.ema.module if self.ema is not None else self.network
         network.eval()
-        total = 0.0
-        for inputs, target, mask in val_batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-                output = network(fast_layout(inputs))
-            total += float(self.variant.loss(output.float(), target, mask))
+        run = Runner(network, self.run_net.device, self.config.precision)
+        gen = torch.Generator().manual_seed(self.config.seed + 7919)
+        total = sum(float(self.method.step_loss(x, gen, run)) for x in val_batches)
         return total / len(val_batches)
 
     def _checkpoint(self) -> None:
@@ -217,33 +286,13 @@ class _Loop:
             f"the images are not dominated by outliers{kept}")
 
 
-def _check_noise_correlation(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str],
-                             progress: bool) -> TrainConfig:
-    """Resolve ``blind_radius: auto``; warn when correlated noise is not accounted for."""
-    from .config import update_config
-    from .correlation import suggest_blind_radius
-
-    radius, corr = suggest_blind_radius(raw)
-    blind = config.resolved_backbone == "blindspot"
-    if blind and config.resolved_blind_radius == "auto":
-        if progress:
-            tqdm.write(f"blind-spot radius {radius} (noise correlation up to "
-                       f"{corr[:, 0].max():.2f} between neighbours)")
-        return update_config(config, "blind_radius auto", network={"blind_radius": radius})
-    handled = (config.resolved_blind_radius >= radius if blind else
-               config.mask.struct is not None or config.mask.struct_kernel is not None)
-    if radius and not handled:
-        worst = int(corr.reshape(len(corr), -1).max(axis=1).argmax())
-        lag = int(corr[worst].max(axis=1).argmax())
-        fix = ("--blind-radius auto" if blind else
-               "--mask horizontal:N / vertical:N (structN2V) or the blind-spot backbone "
-               "with --blind-radius auto")
-        warnings.warn(
-            f"{names[worst]}: the noise looks spatially correlated (correlation "
-            f"{corr[worst, lag, 0]:.2f} along Y, {corr[worst, lag, 1]:.2f} along X between "
-            f"pixels {lag + 1} apart); a blind-spot "
-            f"method then learns to copy the noise - consider {fix}", UserWarning, stacklevel=3)
-    return config
+def _settings_for_data(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str],
+                       progress: bool) -> TrainConfig:
+    """Apply what the method chooses from the training images (e.g. the blind radius)."""
+    changes, text = get_method(config).settings_for_data(raw, names)
+    if text and progress:
+        note(text)
+    return update_config(config, "training images", **changes) if changes else config
 
 
 def _ema_update(decay: float):
@@ -261,18 +310,13 @@ def _ema_update(decay: float):
     return update
 
 
-def _validation_batches(val: Sequence[np.ndarray], variant, seed: int) -> list:
-    """Fixed masked validation batches (same masks every epoch)."""
-    gen = torch.Generator().manual_seed(seed + 7919)
-    batches = []
+def _validation_patches(val: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """Fixed validation batches of at most 16 patches of one shape."""
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
     for patch in val:
         by_shape.setdefault(patch.shape, []).append(patch)
-    for group in by_shape.values():
-        for i in range(0, len(group), 16):
-            x = torch.from_numpy(np.stack(group[i: i + 16])[:, None].copy())
-            batches.append(variant.training_batch(x, gen))
-    return batches
+    return [torch.from_numpy(np.stack(group[i: i + 16])[:, None].copy())
+            for group in by_shape.values() for i in range(0, len(group), 16)]
 
 
 def _prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | None:
@@ -285,8 +329,7 @@ def _prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | N
         if resume:
             raise InputError("resume needs an output folder holding a checkpoint")
         return None
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
+    check_output_folder(out, busy=False, hint="")
     ckpt = out / CHECKPOINT
     if resume and ckpt.exists():
         return ckpt
@@ -321,10 +364,25 @@ def _claim_output(out: Path | None, fresh: bool) -> None:
             stale.unlink()
 
 
+def stored_recipe(output_dir: str | Path) -> dict | None:
+    """The config values a checkpoint in ``output_dir`` was made with (None: no checkpoint).
+
+    ``--resume`` starts from these, so the recipe need not be typed again.
+    """
+    path = Path(output_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        saved = load(path, weights_only=False)["config"]
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
+        raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
+    return dict(saved)
+
+
 def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator
                      ) -> tuple[dict, dict | None]:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load(path, weights_only=False)
         saved = payload["config"]
         network.load_state_dict(payload["network"])
         optimizer.load_state_dict(payload["optimizer"])

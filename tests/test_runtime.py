@@ -1,0 +1,91 @@
+"""The device seam: device choice, loading onto a device, training hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from n2v_cascade.errors import InputError
+from n2v_cascade.model import Model
+from n2v_cascade.runtime import resolve_device
+from n2v_cascade.training import CHECKPOINT, train
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+
+def test_auto_picks_the_best_available_device() -> None:
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None) == resolve_device("auto")
+    assert resolve_device("CPU").type == "cpu"
+
+
+@pytest.mark.parametrize("name, message", [("tpu", "unknown device"),
+                                           ("cuda:99", "cuda:99")])
+def test_unavailable_devices_are_refused_in_one_line(name, message) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        resolve_device(name)
+    assert "\n" not in str(info.value)
+
+
+def test_model_trained_here_loads_on_an_explicit_device(noisy_pair, tmp_path) -> None:
+    _, noisy = noisy_pair
+    model = train(noisy, tiny_config(), output_dir=tmp_path / "m", progress=False,
+                  device="cpu")
+    assert model.device.type == "cpu"
+    loaded = Model.load(tmp_path / "m", device="cpu")
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+
+
+@CUDA
+def test_cpu_model_predicts_alike_on_cuda_and_comes_back(noisy_pair, tmp_path) -> None:
+    _, noisy = noisy_pair
+    train(noisy, tiny_config(), output_dir=tmp_path / "m", progress=False, device="cpu")
+    on_cpu = Model.load(tmp_path / "m", device="cpu").denoise(noisy)
+    on_gpu = Model.load(tmp_path / "m", device="cuda")
+    np.testing.assert_allclose(on_gpu.denoise(noisy), on_cpu, atol=1e-4)
+    on_gpu.save(tmp_path / "again")
+    back = Model.load(tmp_path / "again", device="cpu")
+    np.testing.assert_array_equal(back.denoise(noisy), on_cpu)
+
+
+def test_callbacks_see_every_step_and_can_stop_training(noisy_pair, tmp_path) -> None:
+    _, noisy = noisy_pair
+    seen = []
+
+    def watch(info) -> bool:
+        seen.append((info.step, info.total_steps, info.epoch, info.loss))
+        return info.step == 7
+
+    cfg = tiny_config(epochs=3, steps_per_epoch=5)
+    model = train(noisy, cfg, output_dir=tmp_path / "m", progress=False, callbacks=[watch])
+    assert [s[0] for s in seen] == list(range(1, 8))
+    assert {s[1] for s in seen} == {15} and seen[-1][2] == 2
+    assert model.history[-1]["stopped"] == "callback" and model.history[-1]["step"] == 2
+    assert (tmp_path / "m" / CHECKPOINT).is_file() and (tmp_path / "m" / "model.json").is_file()
+
+
+def test_time_limit_stop_then_resume_equals_one_uninterrupted_run(noisy_pair, tmp_path) -> None:
+    _, noisy = noisy_pair
+    cfg = tiny_config(epochs=2, steps_per_epoch=4)
+    whole = train(noisy, cfg, progress=False)
+    stopped = train(noisy, cfg, output_dir=tmp_path / "m", progress=False, time_limit=1e-9)
+    assert stopped.history[-1]["stopped"] == "time limit"  # after its first step
+    resumed = train(noisy, cfg, output_dir=tmp_path / "m", progress=False, resume=True)
+    assert [h.get("stopped") for h in resumed.history] == [None, None]
+    np.testing.assert_array_equal(resumed.denoise(noisy), whole.denoise(noisy))
+    with pytest.raises(InputError, match="time limit"):
+        train(noisy, cfg, progress=False, time_limit=0)
+
+
+def test_progress_in_a_log_is_plain_lines_with_the_time_left(noisy_pair, capsys) -> None:
+    _, noisy = noisy_pair
+    train(noisy, tiny_config(variant="probabilistic", epochs=2, steps_per_epoch=5),
+          progress=True)
+    err = capsys.readouterr().err  # captured: not a terminal
+    assert "\r" not in err
+    assert "train: 10/10 steps (100%)" in err and "left" in err
+    assert "epoch 2/2: nll (can be < 0)" in err  # the loss is named for what it is
