@@ -15,16 +15,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "n2v_cascade"
 LAYERS = [
     {"errors"},
     {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
-     "masking", "figures", "formats"},
+     "masking", "figures", "formats", "extras"},
     {"models"},
     {"methods"},
     {"config"},
     {"posterior", "predict", "data", "gtfree"},
-    {"model"},
+    {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
     {"training", "batch", "checkpoint_export"},
     {"stages", "cascade"},
     {"reproduce", "demo"},
-    {"cli", "cli_cascade", "cli_finish", "cli_options", "__init__"},
+    {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

@@ -32,7 +32,7 @@ from .config import make_config
 from .errors import InputError, N2VError, OutputExistsError
 from .methods import get_method
 from .models.blocks import fused_causal
-from .runtime import fast_layout
+from .runtime import HOST, fast_layout, host_state
 
 if TYPE_CHECKING:
     from .model import Model
@@ -139,9 +139,9 @@ def _test_input(model: Model, image: object, tile: int) -> np.ndarray:
     from .io import load_images
 
     if image is None:
-        from .demo import demo_image
+        from skimage import data
 
-        cell = demo_image()
+        cell = data.cell().astype(np.float32)  # the demo's image, shipped offline
         scaled = (cell - cell.mean()) / cell.std()
         noise = (model.noise or {}).get("sigma") or 0.25 * model.normalizer.std
         rng = np.random.default_rng(0)
@@ -149,7 +149,7 @@ def _test_input(model: Model, image: object, tile: int) -> np.ndarray:
                + rng.normal(0, noise, cell.shape)).astype(np.float32)
     else:
         arr = load_images(image)[0][1]
-        arr = arr if arr.ndim == 2 else arr[0]
+        arr = arr.reshape(-1, *arr.shape[-2:])[0]  # a stack: its first image
     pads = [(max(0, tile - s) // 2, max(0, tile - s) - max(0, tile - s) // 2) for s in arr.shape]
     if any(p for pair in pads for p in pair):  # smaller than a tile: mirror it out
         arr = np.pad(arr, pads, mode="symmetric")
@@ -168,7 +168,7 @@ def _write_files(model: Model, work: Path, test_image: object, tile: int, halo: 
     saved = model.save(work / "model")
     net = BMZDenoiser(model.config.model_dump(mode="json"), model.normalizer.mean,
                       model.normalizer.std)
-    net.network.load_state_dict({k: v.cpu() for k, v in model.network.state_dict().items()})
+    net.network.load_state_dict(host_state(model.network))
     net.eval()
     x = _test_input(model, test_image, tile)
     batch = torch.from_numpy(x)[None, None]
@@ -294,7 +294,7 @@ def _validate(package: Path, target: Path) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = test_model(package, devices=["cpu"])
+        summary = test_model(package, devices=[str(HOST)])  # where the test output was made
     if summary.status == "passed":
         return
     report = target.with_name(target.name + ".validation.md")

@@ -21,6 +21,7 @@ import yaml
 
 from .bmz import PACKAGE_FORMAT, PACKAGE_KEY
 from .errors import ModelError
+from .runtime import load
 
 if TYPE_CHECKING:
     from .model import Model
@@ -45,8 +46,7 @@ def load_package(path: str | Path, device: str | torch.device | None = None) -> 
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ModelError(f"{path}: not a readable zip file ({type(exc).__name__})") from None
     try:
-        state = torch.load(io.BytesIO(contents[marker["state_dict"]]), map_location="cpu",
-                           weights_only=True)
+        state = load(io.BytesIO(contents[marker["state_dict"]]))
         network = {k.removeprefix("network."): v for k, v in state.items()}
     except Exception as exc:  # noqa: BLE001 - any failure means unusable weights
         raise ModelError(f"{path}: weights cannot be loaded ({type(exc).__name__})") from None
