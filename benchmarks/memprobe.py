@@ -52,7 +52,7 @@ def main() -> None:
     rss_image = _rss_bytes()
     tracemalloc.start()
     t0 = time.perf_counter()
-    out = model.denoise(image, posterior=args.posterior)
+    out = model.denoise(image, posterior=args.posterior, noise_model="stored")
     seconds = time.perf_counter() - t0
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -11,7 +11,7 @@ import tifffile
 import torch
 
 from conftest import run_cli, tiny_config
-from n2v_cascade import train as train_mod
+from n2v_cascade import training as train_mod
 from n2v_cascade.checkpoint_export import export_checkpoint
 from n2v_cascade.errors import ModelError, OutputExistsError
 from n2v_cascade.model import Model

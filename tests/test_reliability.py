@@ -251,7 +251,7 @@ def test_rgb_is_averaged_with_a_warning(command: str, tmp_path: Path, model_dir,
     out = tmp_path / ("model" if command == "train" else "grey.tif")
     args = {"train": ["train", str(tmp_path / "rgb.png"), "-o", str(out), *TINY],
             "denoise": ["denoise", str(tmp_path / "rgb.png"), "-m", str(model_dir), "-o",
-                        str(out)]}[command]
+                        str(out), "-q"]}[command]  # -q: progress off, warnings kept
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert err.splitlines() == [f"warning: {tmp_path / 'rgb.png'}: has 3 colour channels; "

@@ -89,3 +89,22 @@ def test_progress_in_a_log_is_plain_lines_with_the_time_left(noisy_pair, capsys)
     assert "\r" not in err
     assert "train: 10/10 steps (100%)" in err and "left" in err
     assert "epoch 2/2: nll (can be < 0)" in err  # the loss is named for what it is
+
+
+def test_denoising_one_image_shows_its_tiles(noisy_pair, tmp_path, capsys) -> None:
+    import tifffile
+
+    from conftest import run_cli
+
+    _, noisy = noisy_pair
+    tifffile.imwrite(tmp_path / "noisy.tif", noisy)
+    train(noisy, tiny_config(), output_dir=tmp_path / "m", progress=False)
+    code, _, err = run_cli(["denoise", str(tmp_path / "noisy.tif"), "--model",
+                            str(tmp_path / "m"), "-o", str(tmp_path / "out.tif"),
+                            "--tile", "32"], capsys)
+    assert code == 0, err
+    assert "predict: " in err and "tiles (100%)" in err
+    code, _, err = run_cli(["denoise", str(tmp_path / "noisy.tif"), "--model",
+                            str(tmp_path / "m"), "-o", str(tmp_path / "out.tif"),
+                            "--tile", "32", "--overwrite", "-q"], capsys)
+    assert code == 0 and err == ""

@@ -78,7 +78,8 @@ def denoise_files(
                                     f"{len(existing) - 1} more outputs (pass --overwrite to "
                                     f"replace them)")
     failed: list[tuple[Path, str]] = []
-    quiet = not progress or len(inputs) < 2  # a bar over one image says nothing
+    quiet = not progress or len(inputs) < 2  # one image: its tiles show the progress
+    predict_kw = {"progress": progress and len(inputs) == 1, **predict_kw}
     for src, (out, std_out) in tqdm(list(zip(inputs, targets, strict=True)), disable=quiet,
                                     desc="denoising", unit="image"):
         try:

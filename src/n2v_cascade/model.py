@@ -259,5 +259,5 @@ def _as_float_image(image: np.ndarray | str | Path) -> np.ndarray:
     if isinstance(image, str | Path):
         return read_image(image, allow_constant=True)
     if not isinstance(image, np.ndarray):
-        raise InputError(f"expected a numpy array or an image file, got {type(image).__name__}")
+        raise InputError(f"expected a numpy array or an image path, got {type(image).__name__}")
     return validate_array(image, "array", allow_constant=True)

@@ -123,7 +123,36 @@ def combine(samples: np.ndarray, est: dict[str, np.ndarray], *, blind: bool, bli
             "--backbone blindspot for an exact posterior", UserWarning, stacklevel=3)
     if posterior and correlated_beyond(samples, blind_radius):
         posterior = False
+    # the reported spread never claims more certainty than this image's residual allows
+    signal_var = np.maximum(np.maximum(var - noise_var, 0),
+                            resolvable_signal_variance(samples, est["mean"], noise_var))
     if posterior:
-        return posterior_mean(est["mean"], var, samples, noise_var)
-    std = np.sqrt(np.maximum(var - noise_var, 0)).astype(np.float32)
-    return est["mean"], std
+        mean, _ = posterior_mean(est["mean"], var, samples, noise_var)
+        std = np.sqrt(signal_var * noise_var / np.maximum(signal_var + noise_var, 1e-30))
+        return mean, std.astype(np.float32)
+    return est["mean"], np.sqrt(signal_var).astype(np.float32)
+
+
+#: Side of the neighbourhood over which the residual's spread is measured.
+RESIDUAL_WINDOW = 15
+
+
+def resolvable_signal_variance(samples: np.ndarray, prior_mean: np.ndarray,
+                               noise_var: np.ndarray, window: int = RESIDUAL_WINDOW
+                               ) -> np.ndarray:
+    """The smallest signal variance around each pixel that this image can vouch for.
+
+    The squared residual ``(observed - prior mean)**2`` averaged over a ``window``-sided
+    neighbourhood estimates the noisy value's variance there; minus the noise variance it
+    estimates how far the prior mean can be off. That estimate is itself uncertain by
+    about ``sqrt(2 / n)`` of the local variance (``n`` pixels, Gaussian residuals), so a
+    signal variance below that cannot be told apart from zero: it is the floor. A map
+    built on it never shows a pixel as certain where the residual does not support it.
+    """
+    from scipy.ndimage import uniform_filter
+
+    resid = (np.asarray(samples, np.float32) - prior_mean) ** 2
+    size = (1,) + (window,) * (resid.ndim - 1)  # samples stay apart
+    local = uniform_filter(resid, size=size, mode="reflect")
+    n = window ** (resid.ndim - 1)
+    return np.maximum(local - noise_var, np.sqrt(2.0 / n) * local)
