@@ -86,7 +86,7 @@ def export_bioimageio(
         cover; default: the bundled cell image scaled to the training data's statistics,
         with noise.
     name, authors, license
-        Package metadata (defaults: a name from the variant, "n2v-cascade user",
+        Package metadata (defaults: a name from the method, "n2v-cascade user",
         CC-BY-4.0; the licence must be an SPDX identifier).
     tile
         Input tile side (a multiple of ``2**depth``, more than twice the halo); default
