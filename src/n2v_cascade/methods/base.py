@@ -126,7 +126,7 @@ class Method:
                 f"{names[worst]}: the noise looks spatially correlated (correlation "
                 f"{corr[worst, lag, 0]:.2f} along Y, {corr[worst, lag, 1]:.2f} along X between "
                 f"pixels {lag + 1} apart); a blind-spot method then learns to copy the "
-                f"noise - consider {fix}", UserWarning, stacklevel=3)
+                f"noise - consider {fix}", UserWarning, stacklevel=4)
         return {}, None
 
     # -- network ---------------------------------------------------------------
