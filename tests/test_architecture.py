@@ -21,7 +21,7 @@ LAYERS = [
     {"config"},
     {"posterior", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
-    {"training", "batch", "checkpoint_export"},
+    {"checkpoints", "training", "batch", "checkpoint_export"},
     {"stages", "cascade"},
     {"reproduce", "demo"},
     {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__"},

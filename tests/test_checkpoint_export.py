@@ -14,8 +14,8 @@ from conftest import run_cli, tiny_config
 from n2v_cascade import training as train_mod
 from n2v_cascade.checkpoint_export import export_checkpoint
 from n2v_cascade.errors import ModelError, OutputExistsError
-from n2v_cascade.model import Model
-from n2v_cascade.training import CHECKPOINT, TrainingInterrupted, train
+from n2v_cascade.model import CHECKPOINT, Model
+from n2v_cascade.training import TrainingInterrupted, train
 
 
 def _interrupted_run(noisy: np.ndarray, folder: Path, monkeypatch, **config) -> None:

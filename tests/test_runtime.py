@@ -8,9 +8,9 @@ import torch
 
 from conftest import tiny_config
 from n2v_cascade.errors import InputError
-from n2v_cascade.model import Model
+from n2v_cascade.model import CHECKPOINT, Model
 from n2v_cascade.runtime import resolve_device
-from n2v_cascade.training import CHECKPOINT, train
+from n2v_cascade.training import train
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 

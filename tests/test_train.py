@@ -11,7 +11,8 @@ import torch
 from conftest import tiny_config
 from n2v_cascade import training as train_mod
 from n2v_cascade.errors import OutputExistsError, TrainingDivergedError
-from n2v_cascade.training import CHECKPOINT, TrainingInterrupted, train
+from n2v_cascade.model import CHECKPOINT
+from n2v_cascade.training import TrainingInterrupted, train
 
 
 def _weights(model) -> list[torch.Tensor]:

@@ -170,7 +170,7 @@ def train(
 
     for path in images:  # a typo fails here, before torch is imported
         list_images(path)
-    from .training import stored_recipe
+    from .checkpoints import stored_recipe
     from .training import train as train_fn
 
     cfg = _config_from_options(

@@ -9,13 +9,10 @@ is saved with it), stops with a clear message if the loss diverges, and stops cl
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +21,22 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from .axes import samples_of
+from .checkpoints import (
+    catch_sigint,
+    claim_output,
+    load_checkpoint,
+    prepare_output,
+)
 from .config import TrainConfig, update_config
 from .data import PatchSampler, default_steps_per_epoch, split_train_val
-from .errors import InputError, N2VError, OutputExistsError, TrainingDivergedError
-from .io import check_output_folder, load_images
+from .errors import InputError, N2VError, TrainingDivergedError
+from .io import load_images
 from .methods import get_method
-from .model import CHECKPOINT, Model
+from .model import Model
 from .noise import estimate_noise_model
 from .normalize import Normalizer
 from .progress import note, progress_bar
-from .runtime import Runner, load, place, resolve_device
+from .runtime import Runner, place, resolve_device
 
 
 class TrainingInterrupted(N2VError):
@@ -102,7 +105,7 @@ def train(
     config = config or TrainConfig()
     named = load_images(images)
     out = Path(output_dir) if output_dir is not None else None
-    ckpt_path = _prepare_output(out, resume, overwrite)
+    ckpt_path = prepare_output(out, resume, overwrite)
     resume = resume and ckpt_path is not None and ckpt_path.exists()
     if time_limit is not None and not time_limit > 0:
         raise InputError(f"time limit must be positive, got {time_limit}")
@@ -119,7 +122,7 @@ def train(
         sampler.n_pixels, config.patch_size, config.batch_size)
     noise = (estimate_noise_model(raw, config.noise_model, names)
              if method.predicts_variance else None)
-    _claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
+    claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
 
     torch.manual_seed(config.seed)
     device = resolve_device(device)
@@ -129,14 +132,14 @@ def train(
     state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
     ema_state = None
     if resume:
-        state, ema_state = _load_checkpoint(ckpt_path, config, network, optimizer, generator)
+        state, ema_state = load_checkpoint(ckpt_path, config, network, optimizer, generator)
 
     loop = _Loop(Runner(network, device, config.precision), optimizer, method, sampler,
                  generator, config, ckpt_path, state)
     if ema_state is not None:
         loop.load_ema(ema_state, ckpt_path)
     val_batches = _validation_patches(split.val)
-    with _catch_sigint() as interrupted:
+    with catch_sigint() as interrupted:
         loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
     network.load_state_dict(loop.final_weights())
     model = Model(network, config, normalizer, noise=noise, history=state["history"],
@@ -317,110 +320,3 @@ def _validation_patches(val: Sequence[np.ndarray]) -> list[torch.Tensor]:
         by_shape.setdefault(patch.shape, []).append(patch)
     return [torch.from_numpy(np.stack(group[i: i + 16])[:, None].copy())
             for group in by_shape.values() for i in range(0, len(group), 16)]
-
-
-def _prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | None:
-    """Check the output folder and return the checkpoint path; nothing is written yet.
-
-    ``resume`` without a checkpoint (e.g. killed before the first epoch ended) starts
-    from scratch with a warning, unless a finished model is there (needs ``overwrite``).
-    """
-    if out is None:
-        if resume:
-            raise InputError("resume needs an output folder holding a checkpoint")
-        return None
-    check_output_folder(out, busy=False, hint="")
-    ckpt = out / CHECKPOINT
-    if resume and ckpt.exists():
-        return ckpt
-    busy = [p.name for p in (ckpt, out / "model.json") if p.exists()]
-    if busy and resume and not overwrite:
-        raise OutputExistsError(f"{out}: holds a finished model but no {CHECKPOINT} to resume "
-                                f"from; use --overwrite to train again")
-    if busy and not overwrite:
-        raise OutputExistsError(
-            f"{out}: already holds {', '.join(busy)}; use --resume to continue or "
-            f"--overwrite to start over")
-    if resume:
-        warnings.warn(f"{out}: no {CHECKPOINT} to resume from; starting from scratch",
-                      UserWarning, stacklevel=3)
-    return ckpt
-
-
-def _claim_output(out: Path | None, fresh: bool) -> None:
-    """Create the output folder; drop stale temporary files and (``fresh``) the checkpoint.
-
-    Temporary files (hidden ``.name.tmp-*``) are what a killed write leaves behind; they
-    are never read, so removing them is always safe.
-    """
-    if out is None:
-        return
-    ckpt = out / CHECKPOINT
-    if fresh and ckpt.exists():
-        ckpt.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp-*"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def stored_recipe(output_dir: str | Path) -> dict | None:
-    """The config values a checkpoint in ``output_dir`` was made with (None: no checkpoint).
-
-    ``--resume`` starts from these, so the recipe need not be typed again.
-    """
-    path = Path(output_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        saved = load(path, weights_only=False)["config"]
-    except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
-        raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
-    return dict(saved)
-
-
-def _load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator
-                     ) -> tuple[dict, dict | None]:
-    try:
-        payload = load(path, weights_only=False)
-        saved = payload["config"]
-        network.load_state_dict(payload["network"])
-        optimizer.load_state_dict(payload["optimizer"])
-        generator.set_state(payload["generator"])
-    except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
-        raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
-    # Only ``epochs`` may change: the learning rate is constant, so continuing a run to
-    # more epochs gives exactly the weights of a run asked for that many epochs at once.
-    current = config.model_dump(mode="json")
-    diff = sorted(k for k in saved if k != "epochs" and saved[k] != current.get(k))
-    if diff:
-        raise InputError(f"{path}: checkpoint was made with a different config ({', '.join(diff)})")
-    done = int(payload["state"]["epoch"])
-    if config.epochs < done:
-        raise InputError(f"{path}: checkpoint has already trained {done} epochs; "
-                         f"epochs must be at least {done} to resume (got {config.epochs})")
-    # a checkpoint without an average (ema_decay 0, or written before it existed) was
-    # refused above if the config differs; otherwise the average starts from its weights
-    return payload["state"], payload.get("ema") if config.ema_decay > 0 else None
-
-
-@contextlib.contextmanager
-def _catch_sigint() -> Iterator[threading.Event]:
-    """Turn Ctrl-C into a flag checked between steps, so a checkpoint is always consistent."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):  # noqa: ARG001
-        if flag.is_set():  # second Ctrl-C: stop at once
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        flag.set()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
