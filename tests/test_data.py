@@ -66,3 +66,12 @@ def test_split_skips_strip_when_too_small_and_refuses_tiny_images() -> None:
 def test_default_epoch_sees_each_pixel_about_eight_times() -> None:
     assert default_steps_per_epoch(128 * 128 * 10, 128, 8) == 10
     assert default_steps_per_epoch(10, 128, 8) == 1
+
+
+def test_default_epochs_are_capped_so_large_data_still_finish() -> None:
+    from n2v_cascade.data import MAX_DEFAULT_STEPS
+
+    # a 1024x1024 frame in 64x64 patches is 256 steps of 8 patches: capped
+    assert default_steps_per_epoch(1024 * 1024, 64, 8) == MAX_DEFAULT_STEPS
+    assert default_steps_per_epoch(1024 * 1024, 64, 8, cap=None) == 256
+    assert default_steps_per_epoch(256 * 256, 64, 8) == 16  # small data: one pass

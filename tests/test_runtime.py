@@ -108,3 +108,60 @@ def test_denoising_one_image_shows_its_tiles(noisy_pair, tmp_path, capsys) -> No
                             str(tmp_path / "m"), "-o", str(tmp_path / "out.tif"),
                             "--tile", "32", "--overwrite", "-q"], capsys)
     assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("speedup, expected", [(2.0, "bfloat16"), (0.5, "float32")])
+def test_auto_precision_follows_the_measured_speed_on_a_cpu(monkeypatch, speedup, expected
+                                                            ) -> None:
+    from n2v_cascade import runtime
+
+    monkeypatch.setattr(runtime, "cpu_bfloat16_speedup", lambda: speedup)
+    precision, why = runtime.choose_precision("auto", runtime.HOST)
+    assert precision == expected and f"{speedup:.1f}x" in why
+    assert runtime.choose_precision("float32", runtime.HOST) == ("float32", "as asked")
+
+
+def test_the_cpu_speed_probe_leaves_the_random_state_alone() -> None:
+    from n2v_cascade import runtime
+
+    runtime.cpu_bfloat16_speedup.cache_clear()
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    speedup = runtime.cpu_bfloat16_speedup()
+    assert torch.equal(torch.rand(3), expected) and speedup >= 0
+
+
+def test_training_states_its_settings_and_saves_the_precision_it_used(
+        noisy_pair, tmp_path, monkeypatch, capsys) -> None:
+    from n2v_cascade import runtime
+
+    _, noisy = noisy_pair
+    monkeypatch.setattr(runtime, "cpu_bfloat16_speedup", lambda: 3.0)
+    cfg = tiny_config(epochs=2, steps_per_epoch=3)
+    assert cfg.precision == "auto"
+    model = train(noisy, cfg, output_dir=tmp_path / "m", progress=True, time_limit=600,
+                  callbacks=[lambda info: info.step == 2], device="cpu")
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("training n2v:"))
+    for part in ("2 epochs x 3 steps (6 steps) of 4 patches 16x16", "depth 2 width 8",
+                 "bfloat16 (3.0x faster than float32 on this CPU)", "cpu, ",
+                 "1 image(s) 64x64", "time limit 0:10:00"):
+        assert part in line, (part, line)
+    assert model.config.precision == "bfloat16"
+    assert Model.load(tmp_path / "m").config.precision == "bfloat16"
+    # resumed where float32 would be chosen: the run keeps the checkpoint's precision
+    monkeypatch.setattr(runtime, "cpu_bfloat16_speedup", lambda: 0.5)
+    resumed = train(noisy, cfg, output_dir=tmp_path / "m", progress=False, resume=True)
+    assert resumed.config.precision == "bfloat16"
+
+
+def test_the_time_left_never_exceeds_the_time_limit(capsys) -> None:
+    from n2v_cascade.progress import PlainProgress
+
+    bar = PlainProgress(1_000_000, "train", "step", interval=0.0, limit=90.0)
+    bar.update(1)
+    err = capsys.readouterr().err
+    left = err.split(" elapsed, ")[1].split(" left")[0]
+    h, m, s = (int(v) for v in left.split(":"))
+    assert 0 < h * 3600 + m * 60 + s <= 90

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InputError, N2VError, OutputExistsError
@@ -37,6 +38,20 @@ def output_paths(inputs: Sequence[Path], output: Path, suffix: str = "_denoised"
     return paths
 
 
+def choice_text(records: Sequence[dict]) -> str:
+    """What ``posterior="auto"`` chose for an image and why (empty when it did not choose)."""
+    scored = [r for r in records if "score_prior" in r]
+    if not scored:
+        return ""
+    used = sum(r["posterior"] for r in scored)
+    prior = float(np.mean([r["score_prior"] for r in scored]))
+    post = float(np.mean([r["score_posterior"] for r in scored]))
+    what = ("posterior mean" if used == len(scored) else "prior mean" if not used
+            else f"posterior mean for {used} of {len(scored)} planes")
+    return (f": {what} (ground-truth-free score: prior {prior:.4g}, posterior {post:.4g}; "
+            f"lower is better)")
+
+
 def _sibling(path: Path, tag: str) -> Path:
     """``out_std.tif`` next to ``out.tif``; always a float TIFF (a PNG would round it)."""
     suffix = path.suffix if path.suffix.lower() in (".tif", ".tiff") else ".tif"
@@ -45,7 +60,7 @@ def _sibling(path: Path, tag: str) -> Path:
 
 def denoise_files(
     model, sources: Sequence[Path], output: Path, *, overwrite: bool = False,
-    progress: bool = True, posterior: bool = False, uncertainty: bool = False,
+    progress: bool = True, posterior: bool | str = "auto", uncertainty: bool = False,
     noise_model: str = "bootstrap", **predict_kw,
 ) -> list[tuple[Path, str]]:
     """Denoise every image under ``sources``; return (file, problem) for each failure.
@@ -55,7 +70,7 @@ def denoise_files(
     stderr as one ``error:`` line each, so a batch log lists exactly what failed;
     ``progress=False`` prints nothing else.
     """
-    if (posterior or uncertainty) and not model.method.predicts_variance:
+    if (posterior is True or uncertainty) and not model.method.predicts_variance:
         raise InputError(f"--posterior/--uncertainty: variant {model.config.variant!r} predicts "
                          f"no variance; train with --variant probabilistic")
     inputs: list[Path] = []
@@ -84,15 +99,14 @@ def denoise_files(
                                     desc="denoising", unit="image"):
         try:
             image = read_image(src)
-            if uncertainty or posterior:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    mean, std = model.denoise(image, posterior=posterior, return_std=True,
-                                              noise_model=noise_model, **predict_kw)
-                for w in caught:  # name the file each warning is about
-                    warnings.warn(f"{src}: {w.message}", w.category, stacklevel=2)
-            else:
-                mean, std = model.denoise(image, **predict_kw), None
+            chosen: list[dict] = []
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = model.denoise(image, posterior=posterior, return_std=uncertainty,
+                                       noise_model=noise_model, info=chosen, **predict_kw)
+            mean, std = result if uncertainty else (result, None)
+            for w in caught:  # name the file each warning is about
+                warnings.warn(f"{src}: {w.message}", w.category, stacklevel=2)
             write_image(out, mean, overwrite=overwrite, protect=protect)
             if std_out is not None:
                 write_image(std_out, std, overwrite=overwrite, protect=protect)
@@ -101,7 +115,8 @@ def denoise_files(
             tqdm.write(f"error: {exc.cli_message()}", file=sys.stderr)
             continue
         if progress:
-            tqdm.write(f"{src} -> {out}" + (f" (+ {std_out.name})" if std_out else ""))
+            tqdm.write(f"{src} -> {out}" + (f" (+ {std_out.name})" if std_out else "")
+                       + choice_text(chosen))
     if failed and len(inputs) > 1:
         tqdm.write(f"error: {len(failed)} of {len(inputs)} image(s) failed: "
                    + ", ".join(str(p) for p, _ in failed), file=sys.stderr)

@@ -199,7 +199,7 @@ def denoise(
     overlap: Annotated[int | None, typer.Option(help="How far the pieces overlap (default: as far as the network looks, which makes the result exact).", rich_help_panel="Advanced")] = None,
     batch_size: Annotated[int, typer.Option(help="Pieces processed together (default 4; more uses more memory).", rich_help_panel="Advanced")] = 4,
     tta: Annotated[bool, typer.Option("--tta", help="Denoise the 8 flipped/rotated copies and average them: slightly better, 8x slower.")] = False,
-    posterior: Annotated[bool, typer.Option("--posterior", help="Probabilistic models: combine the prediction with the measured pixel and a noise model (usually sharper; best with probabilistic-blindspot).")] = False,
+    posterior: Annotated[bool | None, typer.Option("--posterior/--prior", help="Probabilistic blind-spot models: --posterior combines the prediction with the measured pixel and a noise model (usually sharper), --prior returns the network's own estimate. Default: per image, whichever a ground-truth-free estimate of the error says is better (printed for each image).")] = None,
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Probabilistic models: also write NAME_std.tif, the estimated error (standard deviation) of each denoised pixel.")] = False,
     axes: Axes = None,
     device: Device = "auto",
@@ -225,7 +225,8 @@ def denoise(
                          f"{NOISE_SOURCES[-1]}, got {noise_from!r}")
     net = Model.load(model, device=device)
     failed = denoise_files(
-        net, images, output, overwrite=overwrite, progress=not quiet, posterior=posterior,
+        net, images, output, overwrite=overwrite, progress=not quiet,
+        posterior="auto" if posterior is None else posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
         tta=tta, noise_model=noise_from, axes=axes)
     if failed:

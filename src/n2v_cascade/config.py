@@ -68,7 +68,7 @@ class NetworkConfig(_Strict):
 
     depth: int = Field(3, ge=1, le=6)
     width: int = Field(32, ge=1, le=512)
-    growth: float = Field(2.0, ge=1.0, le=4.0)
+    growth: float = Field(1.0, ge=1.0, le=4.0)
     blind_radius: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] = 0
     ring_residual: bool = False
 
@@ -108,7 +108,7 @@ class TrainConfig(_Strict):
     """
 
     variant: str = "n2v"
-    patch_size: int = Field(128, ge=8, le=4096)
+    patch_size: int = Field(64, ge=8, le=4096)
     batch_size: int = Field(8, ge=1, le=4096)
     epochs: int = Field(30, ge=1, le=100000)
     steps_per_epoch: int | None = Field(None, ge=1)
@@ -116,7 +116,7 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
     seed: int = Field(0, ge=0)
     augment: bool = True
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     nll_beta: float | None = Field(None, ge=0.0, le=1.0)
     mean_loss: Literal["nll", "mse"] | None = None
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)

@@ -103,11 +103,19 @@ class PatchSampler:
         return patches
 
 
-def default_steps_per_epoch(n_pixels: int, patch_size: int, batch_size: int) -> int:
-    """Steps that show the network each pixel about 8 times (once per augmentation).
+#: The most steps a default epoch has, so that the default run's length does not grow
+#: with the size of the data (docs/DECISIONS.md: "Defaults that finish").
+MAX_DEFAULT_STEPS = 100
+
+
+def default_steps_per_epoch(n_pixels: int, patch_size: int, batch_size: int,
+                            cap: int | None = MAX_DEFAULT_STEPS) -> int:
+    """Steps that show the network each pixel about 8 times (once per augmentation),
+    at most ``cap``.
 
     This is what the original N2V epoch amounts to: every non-overlapping patch in
-    each of the 8 orientations.
+    each of the 8 orientations. The cap bounds a default run on large data.
     """
     n_patches = max(1, n_pixels // (patch_size * patch_size)) * 8
-    return max(1, -(-n_patches // batch_size))
+    steps = max(1, -(-n_patches // batch_size))
+    return steps if cap is None else min(steps, cap)

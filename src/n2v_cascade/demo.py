@@ -15,7 +15,7 @@ from .errors import OutputExistsError
 DEMO_NOISE = "gaussian:25"
 # Sized to finish in about 2 minutes on 2 CPU cores (budget: 5 minutes).
 DEMO_BASE: dict[str, Any] = {"patch_size": 64, "batch_size": 8, "steps_per_epoch": 40,
-                             "network": {"depth": 3, "width": 16}}
+                             "network": {"depth": 3, "width": 16, "growth": 2.0}}
 
 
 def demo_image() -> np.ndarray:

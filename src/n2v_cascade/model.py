@@ -134,37 +134,56 @@ class Model:
 
     def denoise(
         self, image: np.ndarray | str | Path, *, axes: str | None = None,
-        posterior: bool = False, return_std: bool = False,
-        noise_model: str | Mapping[str, Any] = "bootstrap", **kwargs,
+        posterior: bool | str = "auto", return_std: bool = False,
+        noise_model: str | Mapping[str, Any] = "bootstrap", info: list | None = None,
+        **kwargs,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Denoise an image (array with ``axes``, or a file): image units in and out.
 
         ``posterior`` (models that predict a variance) combines the predicted prior with
-        a noise model and the observed pixel to return the posterior mean.
-        ``noise_model`` is ``"bootstrap"`` (default: fitted to this image's residual from
-        the prior mean, as PN2V does; errs towards too much noise, the safe side),
-        ``"image"`` (estimated on this image alone), ``"stored"`` (estimated on the
-        training data), or a mapping like the stored one. ``return_std``
-        also returns the per-pixel standard deviation of the estimate.
+        a noise model and the observed pixel to return the posterior mean: ``True``,
+        ``False`` (the prior mean), or ``"auto"`` (default: per image, whichever a
+        ground-truth-free estimate says is better; only blind-spot models, whose
+        posterior is exact, ever use it). ``noise_model`` is ``"bootstrap"`` (default:
+        fitted to this image's residual from the prior mean, as PN2V does; errs towards
+        too much noise, the safe side), ``"image"`` (estimated on this image alone),
+        ``"stored"`` (estimated on the training data), or a mapping like the stored one.
+        ``return_std`` also returns the per-pixel standard deviation of the estimate.
+        ``info``, a list, receives one dict per sample (2-D image) saying whether the
+        posterior was used, with the estimates behind an ``auto`` choice.
         """
         image = _as_float_image(image)
         lay = layout(image.shape, axes)
         samples = to_samples(image, lay)
         est = self._predict_samples(samples, **kwargs)
+        method = self.method
+        if posterior == "auto" and not (method.predicts_variance and method.blind):
+            posterior = False  # no exact posterior to choose
         if not (posterior or return_std):
             return from_samples(est["mean"], lay)
-        method = self.method
         if not method.predicts_variance:
             raise InputError(
                 f"method {self.config.variant!r} predicts no variance; posterior and "
                 f"uncertainty need --variant probabilistic")
-        noise = noise_for(samples, noise_model, self.noise, self.config.noise_model,
-                          est["mean"])
         blind_radius = self.config.network.blind_radius
-        mean, std = combine(samples, est, blind=method.blind, posterior=posterior,
-                            blind_radius=blind_radius if isinstance(blind_radius, int) else 0,
-                            noise=noise)
-        mean, std = from_samples(mean, lay), from_samples(std, lay)
+        radius = blind_radius if isinstance(blind_radius, int) else 0
+        # one image at a time: the noise model, the calibration and the choice are per image
+        parts = []
+        for i in range(len(samples)):
+            one = {k: v[i:i + 1] for k, v in est.items()}
+            noise = noise_for(samples[i:i + 1], noise_model, self.noise,
+                              self.config.noise_model, one["mean"])
+            # the choice is checked against this image's own noise estimate
+            check = (noise_for(samples[i:i + 1], "image", None, self.config.noise_model,
+                               one["mean"]) if posterior == "auto" else None)
+            record: dict = {}
+            parts.append(combine(samples[i:i + 1], one, blind=method.blind, posterior=posterior,
+                                 blind_radius=radius, noise=noise, check_noise=check,
+                                 info=record))
+            if info is not None:
+                info.append(record)
+        mean = from_samples(np.concatenate([m for m, _ in parts]), lay)
+        std = from_samples(np.concatenate([s for _, s in parts]), lay)
         return (mean, std) if return_std else mean
 
     # -- persistence -------------------------------------------------------------

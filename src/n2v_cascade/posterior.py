@@ -22,6 +22,10 @@ from .errors import InputError
 NOISE_SOURCES = ("stored", "image", "bootstrap")
 
 
+#: ``posterior`` choices of :func:`combine`: always, never, or per image by PG-URE.
+POSTERIOR_CHOICES = (True, False, "auto")
+
+
 def posterior_mean(
     prior_mean: np.ndarray, noisy_var: np.ndarray, observed: np.ndarray, noise_var: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +40,54 @@ def posterior_mean(
     mean = (prior_mean * noise_var + observed * prior_var) / total
     std = np.sqrt(prior_var * noise_var / total)
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def posterior_weight(noisy_var: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
+    """The weight ``w = p2 / (p2 + n2)`` of the observed pixel in :func:`posterior_mean`."""
+    eps = 1e-12 + 1e-6 * np.maximum(noise_var, 0)
+    prior_var = np.maximum(noisy_var - noise_var, eps)
+    return prior_var / (prior_var + noise_var)
+
+
+def binned_residual_variance(observed: np.ndarray, prior_mean: np.ndarray, n_bins: int = 20
+                             ) -> np.ndarray:
+    """``E[(observed - prior mean)**2 | prior mean]`` at every pixel (equal-count bins of
+    the prior mean, interpolated).
+
+    For a blind-spot prior this is the noise variance plus the prior's own error at that
+    brightness, so it never underestimates the noise, whatever the noise's shape
+    (clipped, quantised, not linear in the signal).
+    """
+    mu = np.asarray(prior_mean, np.float64).ravel()
+    r2 = (np.asarray(observed, np.float64).ravel() - mu) ** 2
+    groups = np.array_split(np.argsort(mu, kind="stable"), min(n_bins, max(mu.size, 1)))
+    groups = [g for g in groups if g.size]
+    levels = np.array([mu[g].mean() for g in groups])
+    variances = np.array([r2[g].mean() for g in groups])
+    return np.interp(mu, levels, variances).reshape(np.shape(prior_mean))
+
+
+def posterior_gain(observed: np.ndarray, prior_mean: np.ndarray, weight: np.ndarray,
+                   noise_var: np.ndarray, block: int = 32) -> tuple[float, float]:
+    """Estimated ``MSE(posterior) - MSE(prior)`` of one image, and its standard error.
+
+    The posterior ``mu + w (x - mu)`` is linear in the observed pixel ``x`` and the prior
+    ``mu`` (and ``w``) never saw it, so Stein's unbiased risk estimate, which for a
+    Poisson-Gaussian likelihood is the same expression (PG-URE of an estimator linear in
+    ``x``), gives the difference without ground truth:
+    ``mean(w * (2 n2 - (2 - w) (x - mu)**2))``. It is unbiased with the true noise
+    variance ``n2`` and errs towards the prior with a larger one. The standard error is
+    taken over ``block``-sided tiles (neighbouring pixels' terms are correlated).
+    """
+    r2 = (np.asarray(observed, np.float64) - prior_mean) ** 2
+    w = np.asarray(weight, np.float64)
+    terms = w * (2.0 * noise_var - (2.0 - w) * r2)
+    if terms.ndim < 2 or min(terms.shape[-2:]) < 2 * block:
+        return float(terms.mean()), float(terms.std() / np.sqrt(max(terms.size, 1)))
+    h, wd = (terms.shape[-2] // block) * block, (terms.shape[-1] // block) * block
+    tiles = terms[..., :h, :wd].reshape(*terms.shape[:-2], h // block, block, wd // block,
+                                        block).mean(axis=(-3, -1)).ravel()
+    return float(terms.mean()), float(tiles.std(ddof=1) / np.sqrt(tiles.size))
 
 
 def calibrate_variance(observed: np.ndarray, prior_mean: np.ndarray, noisy_var: np.ndarray
@@ -85,9 +137,9 @@ def noise_variance(signal: np.ndarray, noise: Mapping[str, Any] | None) -> np.nd
     return np.full(signal.shape, nm.get("sigma", 0.0) ** 2, np.float32)
 
 
-def correlated_beyond(samples: np.ndarray, blind_radius: int) -> bool:
-    """Warn and say True when the noise of an image's ``(N, *spatial)`` samples is
-    correlated beyond the blind spot.
+def correlated_beyond(samples: np.ndarray, blind_radius: int, warn: bool = True) -> bool:
+    """Say True (and warn, if ``warn``) when the noise of an image's ``(N, *spatial)``
+    samples is correlated beyond the blind spot.
 
     The posterior assumes the observed pixel's noise is independent of everything the
     prior saw; correlated noise breaks that and the posterior then falls below the prior.
@@ -97,6 +149,8 @@ def correlated_beyond(samples: np.ndarray, blind_radius: int) -> bool:
     need, corr = suggest_blind_radius(list(samples))
     if need <= blind_radius:
         return False
+    if not warn:
+        return True
     warnings.warn(
         f"the noise of this image looks spatially correlated (neighbour correlation "
         f"{corr[:, 0].max():.2f}) beyond the model's blind spot (radius {blind_radius}); "
@@ -106,23 +160,36 @@ def correlated_beyond(samples: np.ndarray, blind_radius: int) -> bool:
 
 
 def combine(samples: np.ndarray, est: dict[str, np.ndarray], *, blind: bool, blind_radius: int,
-            posterior: bool, noise: dict | None) -> tuple[np.ndarray, np.ndarray]:
+            posterior: bool | str, noise: dict | None, check_noise: dict | None = None,
+            info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Posterior (or prior) mean and the signal's std from a mean/variance prediction
     of an image's ``(N, *spatial)`` samples.
 
     ``blind``: the network never saw the pixel, so its variance is calibrated on the
     image and the posterior is exact; otherwise the posterior counts the observation
-    twice (a warning says so).
+    twice (a warning says so). ``posterior="auto"`` (blind networks) returns the
+    posterior only where :func:`choose_posterior` estimates, with the noise model
+    ``check_noise`` (default ``noise``), that it is better than the prior; ``info`` (a
+    dict) receives what was chosen and the estimates.
     """
+    if posterior not in POSTERIOR_CHOICES:
+        raise InputError(f"posterior must be True, False or 'auto', got {posterior!r}")
     var = calibrate_variance(samples, est["mean"], est["var"]) if blind else est["var"]
     noise_var = noise_variance(est["mean"], noise)
-    if posterior and not blind:
+    if posterior is True and not blind:
         warnings.warn(
             "posterior mean with a masked U-Net backbone: the network saw each pixel at "
             "prediction time, so the observation is counted twice; train with "
             "--backbone blindspot for an exact posterior", UserWarning, stacklevel=3)
-    if posterior and correlated_beyond(samples, blind_radius):
+    if posterior == "auto":
+        posterior = blind and not correlated_beyond(samples, blind_radius, warn=False)
+        if posterior:
+            check = noise_variance(samples, check_noise if check_noise is not None else noise)
+            posterior = choose_posterior(samples, est["mean"], var, noise_var, check, info)
+    elif posterior and correlated_beyond(samples, blind_radius):
         posterior = False
+    if info is not None:
+        info["posterior"] = bool(posterior)
     # the reported spread never claims more certainty than this image's residual allows
     signal_var = np.maximum(np.maximum(var - noise_var, 0),
                             resolvable_signal_variance(samples, est["mean"], noise_var))
@@ -131,6 +198,30 @@ def combine(samples: np.ndarray, est: dict[str, np.ndarray], *, blind: bool, bli
         std = np.sqrt(signal_var * noise_var / np.maximum(signal_var + noise_var, 1e-30))
         return mean, std.astype(np.float32)
     return est["mean"], np.sqrt(signal_var).astype(np.float32)
+
+
+def choose_posterior(samples: np.ndarray, prior_mean: np.ndarray, noisy_var: np.ndarray,
+                     noise_var: np.ndarray, check_var: np.ndarray, info: dict | None = None
+                     ) -> bool:
+    """True when the posterior (computed with ``noise_var``) is estimated to beat the
+    prior on this image.
+
+    The estimate is :func:`posterior_gain` with ``check_var``, the noise variance at
+    each observed pixel (unbiased for Poisson-Gaussian noise when the model is right),
+    capped by the residual variance at each brightness
+    (:func:`binned_residual_variance`), which no noise can exceed. ``info`` receives
+    ``score_prior`` and ``score_posterior``: ground-truth-free scores on the scale of
+    :mod:`n2v_cascade.gtfree` (true MSE plus the mean noise variance) and the standard
+    error of their difference.
+    """
+    weight = posterior_weight(noisy_var, noise_var)
+    check = np.minimum(check_var, binned_residual_variance(samples, prior_mean))
+    gain, error = posterior_gain(samples, prior_mean, weight, check)
+    prior_score = float(np.mean((np.asarray(samples, np.float64) - prior_mean) ** 2))
+    if info is not None:
+        info.update(score_prior=prior_score, score_posterior=prior_score + gain,
+                    score_error=error)
+    return gain < 0
 
 
 #: Side of the neighbourhood over which the residual's spread is measured.

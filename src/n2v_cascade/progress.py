@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 INTERVAL = 30.0
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``H:MM:SS`` for a number of seconds."""
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -26,8 +27,9 @@ class PlainProgress:
     """The subset of tqdm's interface used here, printing plain lines."""
 
     def __init__(self, total: int, desc: str, unit: str, initial: int = 0,
-                 interval: float = INTERVAL) -> None:
+                 interval: float = INTERVAL, limit: float | None = None) -> None:
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
+        self.limit = limit
         self.start = self.last = time.monotonic()
         self.first, self.interval, self.postfix = initial, interval, ""
 
@@ -43,11 +45,13 @@ class PlainProgress:
         self.last = now = time.monotonic()
         done = self.n - self.first
         elapsed = now - self.start
-        left = (self.total - self.n) * elapsed / done if done else float("nan")
-        eta = _clock(left) if done else "?"
+        left = (self.total - self.n) * elapsed / done if done else float("inf")
+        if self.limit is not None:  # a time limit ends the run first
+            left = min(left, self.limit - elapsed)
+        eta = clock(left) if left != float("inf") else "?"
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         extra = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s{pct}, {_clock(elapsed)} "
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s{pct}, {clock(elapsed)} "
               f"elapsed, {eta} left{extra}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -56,11 +60,11 @@ class PlainProgress:
 
 
 def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True,
-                 initial: int = 0) -> tqdm | PlainProgress:
+                 initial: int = 0, limit: float | None = None) -> tqdm | PlainProgress:
     """A tqdm bar on a terminal, :class:`PlainProgress` lines otherwise (both off if not
-    ``enabled``)."""
+    ``enabled``). ``limit``: seconds after which the run stops (caps the time left)."""
     if enabled and not sys.stderr.isatty():
-        return PlainProgress(total, desc, unit, initial)
+        return PlainProgress(total, desc, unit, initial, limit=limit)
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled,
                 dynamic_ncols=True)
 

@@ -114,14 +114,14 @@ def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = 
                   ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Denoise with one model; probabilistic models also give the predicted signal std."""
     if not model.method.predicts_variance:
-        return [model.denoise(im) for im in images], None
+        return [model.denoise(im, posterior=False) for im in images], None
     pairs = [model.denoise(im, posterior=posterior, return_std=True) for im in images]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def estimate_fn(model: Model) -> Denoiser:
     """What the GT-free estimate runs for a stage: the output passed on (prior mean)."""
-    return lambda x: model.denoise(x)
+    return lambda x: model.denoise(x, posterior=False)
 
 
 def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:

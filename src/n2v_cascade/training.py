@@ -26,6 +26,7 @@ from .checkpoints import (
     claim_output,
     load_checkpoint,
     prepare_output,
+    stored_recipe,
 )
 from .config import TrainConfig, update_config
 from .data import PatchSampler, default_steps_per_epoch, split_train_val
@@ -35,8 +36,8 @@ from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
 from .normalize import Normalizer
-from .progress import note, progress_bar
-from .runtime import Runner, place, resolve_device
+from .progress import clock, note, progress_bar
+from .runtime import Runner, choose_precision, describe_device, place, resolve_device
 
 
 class TrainingInterrupted(N2VError):
@@ -122,10 +123,13 @@ def train(
         sampler.n_pixels, config.patch_size, config.batch_size)
     noise = (estimate_noise_model(raw, config.noise_model, names)
              if method.predicts_variance else None)
+    device = resolve_device(device)
+    config, why = _resolve_precision(config, device, ckpt_path if resume else None)
     claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
+    if progress:
+        note(settings_line(config, steps, device, why, raw, time_limit))
 
     torch.manual_seed(config.seed)
-    device = resolve_device(device)
     network = place(method.build_network(), device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
@@ -180,7 +184,7 @@ class _Loop:
         total = cfg.epochs * steps
         start = time.perf_counter()
         bar = progress_bar(total, "train", "step", enabled=progress,
-                           initial=state["epoch"] * steps + state["step"])
+                           initial=state["epoch"] * steps + state["step"], limit=time_limit)
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 t0 = time.perf_counter()
@@ -194,8 +198,10 @@ class _Loop:
                         self._diverged(epoch, step, loss)
                     losses.append(loss)
                     bar.update(1)
+                    limit = ({} if time_limit is None else
+                             {"limit": clock(time_limit - (time.perf_counter() - start))})
                     bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
-                                    **{self.method.loss_name: f"{loss:.4f}"})
+                                    **{self.method.loss_name: f"{loss:.4f}"}, **limit)
                     seconds = state["seconds"] + time.perf_counter() - t0
                     info = StepInfo(epoch * steps + step + 1, total, epoch + 1, cfg.epochs,
                                     loss, seconds, wall,
@@ -296,6 +302,35 @@ def _settings_for_data(config: TrainConfig, raw: Sequence[np.ndarray], names: li
     if text and progress:
         note(text)
     return update_config(config, "training images", **changes) if changes else config
+
+
+def _resolve_precision(config: TrainConfig, device: torch.device, checkpoint: Path | None
+                       ) -> tuple[TrainConfig, str]:
+    """Replace ``precision: auto`` by what runs fastest here (a resumed run keeps the
+    checkpoint's); the saved config holds the precision used."""
+    if config.precision == "auto" and checkpoint is not None:
+        stored = (stored_recipe(checkpoint.parent) or {}).get("precision", "auto")
+        if stored != "auto":
+            return update_config(config, "checkpoint", precision=stored), "as the checkpoint"
+    precision, why = choose_precision(config.precision, device)
+    if precision != config.precision:
+        config = update_config(config, "device", precision=precision)
+    return config, why
+
+
+def settings_line(config: TrainConfig, steps: int, device: torch.device, why: str,
+                  samples: Sequence[np.ndarray], time_limit: float | None) -> str:
+    """The whole recipe of a run in one line, printed when training starts."""
+    net, p = config.network, config.patch_size
+    shapes = sorted({"x".join(map(str, s.shape)) for s in samples})
+    blind = (f", blind radius {net.blind_radius}" if get_method(config).blind else "")
+    limit = f", time limit {clock(time_limit)}" if time_limit is not None else ""
+    return (f"training {config.variant}: {config.epochs} epochs x {steps} steps "
+            f"({config.epochs * steps} steps) of {config.batch_size} patches {p}x{p}, "
+            f"lr {config.learning_rate:g}, network depth {net.depth} width {net.width} "
+            f"growth {net.growth:g}{blind}, {config.precision} ({why}), "
+            f"{describe_device(device)}, {len(samples)} image(s) "
+            f"{', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}{limit}")
 
 
 def _ema_update(decay: float):

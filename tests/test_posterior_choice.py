@@ -1,0 +1,120 @@
+"""Choosing prior or posterior per image without ground truth (PG-URE), and its checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from n2v_cascade.errors import InputError
+from n2v_cascade.posterior import (
+    binned_residual_variance,
+    choose_posterior,
+    combine,
+    posterior_gain,
+    posterior_mean,
+    posterior_weight,
+)
+
+
+def _scene(kind: str, seed: int = 0, size: int = 256, prior_error: float = 12.0):
+    """Clean signal, noisy observation, a blind prior (never saw the pixel) and the noise.
+
+    The prior is the signal plus an error independent of the observation, as a blind-spot
+    network's estimate is; its predicted variance of the noisy value is noise + error.
+    """
+    rng = np.random.default_rng(seed)
+    clean = 40 + 120 * gaussian_filter(rng.random((size, size)), 6)
+    clean = (clean - clean.min()) / np.ptp(clean) * 150 + 20
+    if kind == "gaussian":
+        noise_var = np.full(clean.shape, 15.0 ** 2)
+        noisy = clean + rng.normal(0, 15.0, clean.shape)
+    else:  # Poisson-Gaussian: a * Poisson(s / a) + N(0, b)
+        a, b = 4.0, 25.0
+        noise_var = a * clean + b
+        noisy = a * rng.poisson(clean / a) + rng.normal(0, np.sqrt(b), clean.shape)
+    prior = clean + rng.normal(0, prior_error, clean.shape)
+    predicted = noise_var + prior_error ** 2
+    return clean, noisy, prior, predicted, noise_var
+
+
+def _true_change(clean, noisy, prior, predicted, noise_var) -> float:
+    post, _ = posterior_mean(prior, predicted, noisy, noise_var)
+    return float(np.mean((post.astype(np.float64) - clean) ** 2)
+                 - np.mean((prior - clean) ** 2))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "poisson-gaussian"])
+def test_the_estimated_change_in_mse_matches_the_true_one(kind: str) -> None:
+    """PG-URE with the true noise variance at the observation is unbiased: over seeds its
+    estimate of MSE(posterior) - MSE(prior) agrees with the truth within its error."""
+    est, truth = [], []
+    for seed in range(4):
+        clean, noisy, prior, predicted, noise_var = _scene(kind, seed)
+        at_obs = (noise_var if kind == "gaussian" else 4.0 * np.clip(noisy, 0, None) + 25.0)
+        gain, error = posterior_gain(noisy, prior, posterior_weight(predicted, noise_var),
+                                     at_obs)
+        est.append(gain)
+        truth.append(_true_change(clean, noisy, prior, predicted, noise_var))
+        assert error > 0
+        assert abs(gain - truth[-1]) < 4 * error + 1.0
+    assert np.mean(truth) < -20  # the posterior really helps here...
+    assert np.mean(est) == pytest.approx(np.mean(truth), rel=0.1)  # ...and the estimate says so
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "poisson-gaussian"])
+def test_the_choice_follows_the_true_mse(kind: str) -> None:
+    """A posterior built on the right noise is chosen; one built on a noise model 10x too
+    small (it copies the noisy pixel) is refused, with the image's own noise as check."""
+    clean, noisy, prior, predicted, noise_var = _scene(kind, 1)
+    check = noise_var if kind == "gaussian" else 4.0 * np.clip(noisy, 0, None) + 25.0
+    good = choose_posterior(noisy, prior, predicted, noise_var, check)
+    assert good and _true_change(clean, noisy, prior, predicted, noise_var) < 0
+    info: dict = {}
+    bad = choose_posterior(noisy, prior, predicted, noise_var / 10, check, info)
+    assert not bad and _true_change(clean, noisy, prior, predicted, noise_var / 10) > 0
+    assert info["score_posterior"] > info["score_prior"] > 0
+
+
+def test_a_too_small_check_noise_is_capped_by_the_residual() -> None:
+    """The cap: no noise variance is larger than E[(x - mu)^2 | mu]."""
+    _, noisy, prior, _, noise_var = _scene("gaussian", 2)
+    cap = binned_residual_variance(noisy, prior)
+    assert cap.shape == noisy.shape
+    # residual variance = noise 225 + prior error 144, at every brightness
+    assert np.median(cap) == pytest.approx(225 + 144, rel=0.1)
+    assert np.all(cap >= 0)
+
+
+def test_combine_auto_returns_exactly_prior_or_posterior() -> None:
+    clean, noisy, prior, predicted, noise_var = _scene("gaussian", 3)
+    est = {"mean": prior[None].astype(np.float32), "var": predicted[None].astype(np.float32)}
+    noise = {"kind": "gaussian", "sigma": 15.0}
+    outputs = {}
+    for choice in (True, False, "auto"):
+        info: dict = {}
+        mean, _ = combine(noisy[None], est, blind=True, blind_radius=0, posterior=choice,
+                          noise=noise, info=info)
+        outputs[choice] = mean
+        assert info["posterior"] is (choice is True or (choice == "auto"
+                                                         and info["score_posterior"]
+                                                         < info["score_prior"]))
+    chosen = True if np.array_equal(outputs["auto"], outputs[True]) else False
+    assert np.array_equal(outputs["auto"], outputs[chosen])
+    assert chosen  # the right noise model: the posterior helps and is chosen
+
+
+def test_auto_never_chooses_the_posterior_of_a_network_that_saw_the_pixel() -> None:
+    _, noisy, prior, predicted, _ = _scene("gaussian", 4)
+    est = {"mean": prior[None].astype(np.float32), "var": predicted[None].astype(np.float32)}
+    info: dict = {}
+    mean, _ = combine(noisy[None], est, blind=False, blind_radius=0, posterior="auto",
+                      noise={"kind": "gaussian", "sigma": 15.0}, info=info)
+    assert info["posterior"] is False and np.array_equal(mean, est["mean"])
+
+
+def test_a_bad_posterior_choice_is_refused() -> None:
+    est = {"mean": np.zeros((1, 8, 8), np.float32), "var": np.ones((1, 8, 8), np.float32)}
+    with pytest.raises(InputError, match="posterior"):
+        combine(np.zeros((1, 8, 8)), est, blind=True, blind_radius=0, posterior="yes",
+                noise=None)
