@@ -12,7 +12,14 @@ PLAIN       := .venv-plain
 PLAIN_PY    := $(PLAIN)/bin/python
 PLAIN_STAMP := $(PLAIN)/.installed-$(CKSUM)
 
-.PHONY: demo test plain-check lint bench install clean screenshots
+# A third venv for the peer methods whose own packages we never import (CAREamics): the
+# benchmark runs benchmarks/peers/careamics_runner.py with its python in a subprocess.
+PEERS       := .venv-peers
+PEERS_PY    := $(PEERS)/bin/python
+CAREAMICS_VERSION ?= 0.3.5
+PEERS_STAMP := $(PEERS)/.installed-careamics-$(CAREAMICS_VERSION)
+
+.PHONY: demo test plain-check lint bench install clean screenshots peers-env
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +48,28 @@ $(PLAIN_STAMP): $(PLAIN_PY) pyproject.toml
 	rm -f $(PLAIN)/.installed-*
 	touch $(PLAIN_STAMP)
 
+$(PEERS_PY):
+	$(PYTHON) -m venv $(PEERS)
+
+# torch==2.13.0 first (local CPU wheel). careamics 0.3.5 pins torchvision<=0.26 (torch<=2.11,
+# which would pull the CUDA build), so its requirements are installed from our list (with
+# torchvision 0.28.0, the release for torch 2.13) and careamics itself without dependencies.
+# The registry's torchvision is a CUDA build that cannot load beside the CPU torch, so
+# CAREamics (which imports torchvision) fails to import here: see benchmarks/RESULTS.md.
+PEERS_REQ := benchmarks/peers/requirements-careamics.txt
+$(PEERS_STAMP): $(PEERS_PY) $(PEERS_REQ)
+	$(PEERS_PY) -m pip install -q --upgrade pip
+	$(PEERS_PY) -m pip install -q torch==2.13.0
+	$(PEERS_PY) -m pip install -q -r $(PEERS_REQ)
+	$(PEERS_PY) -m pip install -q --no-deps careamics==$(CAREAMICS_VERSION)
+	rm -f $(PEERS)/.installed-*
+	touch $(PEERS_STAMP)
+
+# Says in one line whether CAREamics imports; a failure leaves the benchmark's CAREamics
+# row "not run" with that line, and every other row is still measured.
+peers-env: $(PEERS_STAMP)
+	-$(PEERS_PY) benchmarks/peers/careamics_runner.py --check
+
 install: $(DEV_STAMP)
 
 demo: $(RUN_STAMP)
@@ -59,7 +88,7 @@ plain-check: $(PLAIN_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) $(PEERS_STAMP)
 	$(PY) -m benchmarks.run --suite quick
 
 # docs/napari-*.png: the plugin in a real napari window (needs Xvfb and Qt's X11 libraries:
@@ -69,4 +98,4 @@ screenshots: $(DEV_STAMP)
 		$(PY) -m pytest -q tests/test_napari_screenshots.py
 
 clean:
-	rm -rf $(VENV) $(PLAIN) demo-output build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(PLAIN) $(PEERS) demo-output build *.egg-info src/*.egg-info

@@ -100,6 +100,28 @@ def fmd(quick: bool) -> Dataset:
         groups=group_by_prefix(stems))
 
 
+def fmd_frames(frames: list[int], categories: list[str] | None = None) -> Dataset:
+    """FMD frames ``frames`` (1-4) of the categories whose names contain one of
+    ``categories`` (case-insensitive; all 12 when ``None``), in category order."""
+    folder = data_root() / "fmd_testset"
+    wanted = [c.lower() for c in categories or []]
+    cats = [c for c in FMD_CATEGORIES if not wanted or any(w in c.lower() for w in wanted)]
+    if not cats:
+        raise ValueError(f"no FMD category matches {categories}; known: {FMD_CATEGORIES}")
+    if not frames or any(f not in (1, 2, 3, 4) for f in frames):
+        raise ValueError(f"FMD frames are numbered 1-4, got {frames}")
+    stems = [f"{cat}_{f}" for cat in cats for f in frames]
+    noisy = [read_image(folder / "raw" / f"{s}.png") for s in stems]
+    clean = [read_image(folder / "gt" / f"{s}.png") for s in stems]
+    which = ("all 12 categories" if len(cats) == len(FMD_CATEGORIES) else
+             f"the {len(cats)} categories matching {', '.join(categories or [])}")
+    return Dataset(
+        name="fmd-real", description=f"FMD real noise, frame(s) {','.join(map(str, frames))} "
+        f"of {which} (raw vs 50-frame average)", names=stems, clean=clean, noisy=noisy,
+        data_range=255.0, noise_model={"kind": "poisson-gaussian"}, real_noise=True,
+        groups=group_by_prefix(stems))
+
+
 def group_by_prefix(names: list[str]) -> list[list[int]]:
     """Indices grouped by the name's first ``_`` field (FMD: Confocal, TwoPhoton, WideField)."""
     groups: dict[str, list[int]] = {}

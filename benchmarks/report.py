@@ -171,6 +171,65 @@ def limit_lines(sec: dict) -> list[str]:
     return out
 
 
+def peers_lines(sec: dict, sections: dict) -> list[str]:
+    """The peers table; our rows join it when the quality section ran on the same frames."""
+    ds = sec["dataset"]
+    budget = sec["peer_budget_s"]
+    out = ["### Peers on FMD", ""] + _meta(sec["meta"])
+    out += [f"**{ds['name']}** - {ds['description']} ({ds['n_images']} images). FM2S, "
+            "Noise2Fast and ZS-N2N are our re-implementations of the published algorithms "
+            "(`benchmarks/peers/`), trained per image (zero-shot) for "
+            + ("their published schedules" if budget is None else
+               f"at most **{budget:g} s** per image (or until their published schedule or "
+               "stopping rule ends)") + f"; CAREamics N2V ({sec['careamics_settings']}) is "
+            f"trained like our variants, one model per microscope type with **{sec['budget_s']:g}"
+            " s** in total split by image count. Times are CPU seconds per torch thread per "
+            "image (for the methods trained per microscope type: totals divided by the image "
+            "count); *schedule done* counts the images whose training ended by the method's "
+            "own rule rather than the budget.", ""]
+    rows = []
+    for r in sec["rows"]:
+        if "unavailable" in r:
+            rows.append([r["method"], "-", "-", "-", "-", "-", "-",
+                         f"not run: {r['unavailable']}"])
+            continue
+        steps = r.get("steps_per_image")
+        if steps is None and r.get("steps") is not None:
+            steps = r["steps"] / r["n_images"]
+        train, pred = r.get("train_s_per_image"), r.get("predict_s_per_image")
+        total = (train or 0.0) + (pred or 0.0) if (train, pred) != (None, None) else None
+        done = f"{r['finished']}/{r['n_images']}" if "finished" in r else ""
+        rows.append([r["method"], _f(r["psnr"]), _f(r["ssim"], ".4f"), _f(train, ".1f"),
+                     _f(steps, ".0f"), _f(pred, ".1f"), _f(total, ".1f"), done])
+    ours = _ours_on(sections.get("quality"), set(ds["names"]))
+    rows += [[f"{r['method']} (ours, quality section)", _f(r["psnr"]), _f(r["ssim"], ".4f"),
+              _f(r["train_s"] / ds["n_images"], ".1f"), _f(r["steps"] / ds["n_images"], ".0f"),
+              _f(r["predict_s"] / ds["n_images"], ".1f"),
+              _f((r["train_s"] + r["predict_s"]) / ds["n_images"], ".1f"), ""] for r in ours]
+    out += _table(["method", "PSNR (dB)", "SSIM", "train CPU s / image", "steps / image",
+                   "predict s / image", "total s / image", "schedule done"], rows)
+    if ours:
+        out += ["Our rows come from the quality section above (same frames, its budget and "
+                "settings; their predict time is wall time).", ""]
+    car = next((r for r in sec["rows"] if r.get("key") == "careamics-n2v"), None)
+    if car and "unavailable" not in car:
+        version = (sec.get("careamics") or {}).get("version", "?")
+        out += [f"CAREamics {version}, run in its own venv (`make peers-env`) through a "
+                "subprocess.", ""]
+    return out
+
+
+def _ours_on(quality: dict | None, names: set[str]) -> list[dict]:
+    """Our self-supervised FMD rows of the quality section, if it used exactly ``names``."""
+    for ds in (quality or {}).get("datasets", []):
+        rows = [r for r in ds["rows"] if r.get("kind") == "self-supervised"]
+        grouped = [r for r in rows if r.get("models")]
+        if ds["name"] == "fmd-real" and grouped and {
+                n for m in grouped[0]["models"] for n in m["images"]} == names:
+            return rows
+    return []
+
+
 def targets_lines(sections: dict) -> list[str]:
     """The speed and quality targets with the measured values (from the sections that ran)."""
     rows = []
@@ -228,6 +287,8 @@ def render(results: dict) -> str:
                     ("speed", speed_lines), ("limit", limit_lines)):
         if key in sections:
             out += fn(sections[key])
+    if "peers" in sections:
+        out += peers_lines(sections["peers"], sections)
     return "\n".join(out).rstrip() + "\n\n" + END
 
 

@@ -1,10 +1,12 @@
 """``python -m benchmarks.run --suite quick|full [--only SECTION,...]``: run and report.
 
 Sections: ``quality`` (variants and classical baselines on real data), ``time-to-quality``,
-``speed`` (training/inference throughput, peak memory) and ``limit`` (FLOPs, achieved
-GFLOP/s against the measured matmul peak). Results are merged into
-``benchmarks/results.json`` section by section (a section not run keeps its previous
-result) and rendered into the generated block of ``benchmarks/RESULTS.md``.
+``speed`` (training/inference throughput, peak memory), ``limit`` (FLOPs, achieved
+GFLOP/s against the measured matmul peak) and ``peers`` (FM2S, Noise2Fast, ZS-N2N and
+CAREamics N2V next to BM3D-GAT on FMD frames, :mod:`benchmarks.peers.section`).
+Results are merged into ``benchmarks/results.json`` section by section (a section not
+run keeps its previous result) and rendered into the generated block of
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from pathlib import Path
 import torch
 
 from benchmarks import datasets, machine, quality, report, speed, ttq
+from benchmarks.peers import section as peers_section
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("quality", "time-to-quality", "speed", "limit")
+SECTIONS = ("quality", "time-to-quality", "speed", "limit", "peers")
 SUITES = {
     "quick": {"quick": True, "budget": 30.0, "ttq": {"n2v": 240.0, "best": 600.0},
               "speed_s": 5.0, "inference": 2048,
@@ -279,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated variants to retrain in the quality section; "
                              "their rows replace those of the stored run (same budget)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="training seconds per variant in the quality section")
+                        help="training seconds per variant and data set in the quality "
+                             "section (and for CAREamics N2V in the peers section)")
+    peers_section.add_arguments(parser)
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--resume", action="store_true",
@@ -326,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
             data = run_ttq(cfg, args, results, previous, save)
         elif name == "speed":
             data = run_speed(cfg, args, previous, save)
+        elif name == "peers":
+            data = peers_section.run(cfg, args, previous, save, log)
         else:
             data = run_limit(cfg, args, results)
         data["meta"] = timer.finish()
