@@ -52,14 +52,15 @@ $(PEERS_PY):
 	$(PYTHON) -m venv $(PEERS)
 
 # torch==2.13.0 first (local CPU wheel). careamics 0.3.5 pins torchvision<=0.26 (torch<=2.11,
-# which would pull the CUDA build), so its requirements are installed from our list (with
-# torchvision 0.28.0, the release for torch 2.13) and careamics itself without dependencies.
-# The registry's torchvision is a CUDA build that cannot load beside the CPU torch, so
-# CAREamics (which imports torchvision) fails to import here: see benchmarks/RESULTS.md.
+# which would pull the CUDA build), and the registry's torchvision wheels cannot load beside
+# the CPU torch; careamics' N2V path never calls torchvision, so an import-only stand-in
+# (benchmarks/peers/torchvision_stub) is installed, then careamics' other requirements and
+# careamics itself without dependencies.
 PEERS_REQ := benchmarks/peers/requirements-careamics.txt
 $(PEERS_STAMP): $(PEERS_PY) $(PEERS_REQ)
 	$(PEERS_PY) -m pip install -q --upgrade pip
 	$(PEERS_PY) -m pip install -q torch==2.13.0
+	$(PEERS_PY) -m pip install -q ./benchmarks/peers/torchvision_stub
 	$(PEERS_PY) -m pip install -q -r $(PEERS_REQ)
 	$(PEERS_PY) -m pip install -q --no-deps careamics==$(CAREAMICS_VERSION)
 	rm -f $(PEERS)/.installed-*

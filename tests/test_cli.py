@@ -247,7 +247,7 @@ def test_options_reach_the_config(tmp_path: Path, capsys) -> None:
     assert saved["learning_rate"] == 0.0005  # from the file
     assert saved["seed"] == 5  # the option wins over the file
     assert saved["mask"]["fraction"] == 0.05 and saved["mask"]["replacement"] == "median"
-    assert saved["network"] == {"depth": 2, "width": 8, "growth": 2.0, "blind_radius": 0,
+    assert saved["network"] == {"depth": 2, "width": 8, "growth": 1.0, "blind_radius": 0,
                                 "ring_residual": False}
     assert saved["ema_decay"] == 0.99
 

@@ -95,7 +95,7 @@ def cascade(
     seed: Annotated[int | None, typer.Option(help="Seed of stage 1; stage k uses seed + k - 1 (default 0).")] = None,
     depth: Depth = None,
     width: Width = None,
-    precision: Annotated[str | None, typer.Option(help="float32 or bfloat16.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (default), float32 or bfloat16 (see `train --help`).")] = None,
     reference: Annotated[list[Path] | None, typer.Option("--reference", "-r", help="Clean image(s), one per input, for true metrics per stage.")] = None,
     data_range: Annotated[float | None, typer.Option(help="Intensity range for PSNR/SSIM (default: from the reference).")] = None,
     posterior: Annotated[bool, typer.Option("--posterior", help="Probabilistic stages pass on the posterior mean (default: the prior mean).")] = False,

@@ -8,8 +8,8 @@ import typer
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors.")]
-StepsPerEpoch = Annotated[int | None, typer.Option(help="Training steps per epoch (default: enough for the network to see every pixel about 8 times).", rich_help_panel="Advanced")]
-PatchSize = Annotated[int | None, typer.Option(help="Side in pixels of the square crops the network learns from (default 128; must be divisible by 2 to the power --depth, e.g. 8 for depth 3). Smaller is faster per step.", rich_help_panel="Advanced")]
+StepsPerEpoch = Annotated[int | None, typer.Option(help="Training steps per epoch (default: enough for the network to see every pixel about 8 times, at most 100).", rich_help_panel="Advanced")]
+PatchSize = Annotated[int | None, typer.Option(help="Side in pixels of the square crops the network learns from (default 64; must be divisible by 2 to the power --depth, e.g. 8 for depth 3). Smaller is faster per step.", rich_help_panel="Advanced")]
 BatchSize = Annotated[int | None, typer.Option(help="Crops per training step (default 8).", rich_help_panel="Advanced")]
 LearningRate = Annotated[float | None, typer.Option("--learning-rate", "--lr", help="How fast the network changes per step (default 1e-3, n2v2 3e-4). Lower it if training stops with 'diverged'.", rich_help_panel="Advanced")]
 Depth = Annotated[int | None, typer.Option(help="How many times the network halves the image internally (default 3): deeper sees a wider context around each pixel but is slower.", rich_help_panel="Advanced")]

@@ -23,4 +23,5 @@ class BlindSpot(Method):
     citation = ("Laine, Karras, Lehtinen, Aila. High-Quality Self-Supervised Deep Image "
                 "Denoising. NeurIPS 2019")
     backbone = "blindspot"
-    defaults = {"network": {"blind_radius": "auto", "ring_residual": True}}
+    # a blind-spot step costs several U-Net steps, so fewer default epochs (docs/DECISIONS.md)
+    defaults = {"epochs": 10, "network": {"blind_radius": "auto", "ring_residual": True}}

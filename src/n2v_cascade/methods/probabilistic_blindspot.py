@@ -27,6 +27,7 @@ class ProbabilisticBlindSpot(Probabilistic):
                 "Denoising. NeurIPS 2019; " + Probabilistic.citation)
     backbone = "blindspot"
     variant_of = "probabilistic"
-    defaults = {"network": {"blind_radius": "auto", "ring_residual": True}}
+    # a blind-spot step costs several U-Net steps, so fewer default epochs (docs/DECISIONS.md)
+    defaults = {"epochs": 10, "network": {"blind_radius": "auto", "ring_residual": True}}
     default_mean_loss = "mse"
     default_nll_beta = 0.0  # plain NLL keeps the variance calibrated for the posterior

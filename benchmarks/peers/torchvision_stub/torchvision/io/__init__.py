@@ -1,0 +1,9 @@
+"""Stand-in ``torchvision.io`` (see the package docstring): names resolve, uses raise."""
+
+from torchvision._missing import placeholder
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return placeholder(__name__, name)

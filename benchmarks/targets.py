@@ -1,0 +1,116 @@
+"""``python -m benchmarks.targets TARGET``: the issue-13 quality targets, default recipe.
+
+Targets (each trains the README's white-noise recipe, ``probabilistic-blindspot`` with
+every other setting at its default, for a budget of training-step CPU seconds, then
+denoises with the default choice between prior and posterior; BM3D-GAT with (a, b)
+estimated by the package's own fit on the same frames):
+
+* ``confocal``: the 20 FMD ``Confocal_*`` frames, one model per category (4 frames), 300 s.
+* ``fmd``: all 48 FMD frames, one model per microscope type, 180 s per type.
+* ``bsd68``: BSD68 test001-004, Gaussian sigma 25 (not given to the method), 600 s.
+
+One JSON line per frame goes to ``benchmarks/out/targets/<target>.jsonl`` (a rerun skips
+the groups already there), and a summary line per target at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks import datasets
+from benchmarks.classical import bm3d_denoise
+from benchmarks.training import StepClock
+from n2v_cascade import train
+from n2v_cascade.config import make_config
+from n2v_cascade.noise import estimate_poisson_gaussian
+
+OUT = Path(__file__).resolve().parent / "out" / "targets"
+VARIANT = "probabilistic-blindspot"
+
+
+def psnr(x: np.ndarray, clean: np.ndarray, data_range: float = 255.0) -> float:
+    err = np.mean((np.asarray(x, np.float64) - clean) ** 2)
+    return float(10 * np.log10(data_range ** 2 / err))
+
+
+def groups_of(target: str):
+    """(group name, frame names, noisy, clean, budget s, noise kind, bm3d sigma)."""
+    if target == "bsd68":
+        ds = datasets.bsd68(True)
+        yield "bsd68", ds.names, ds.noisy, ds.clean, 600.0, "gaussian", datasets.BSD_SIGMA
+        return
+    ds = datasets.fmd(False)
+    prefix = {"confocal": ("Confocal",), "fmd": ("Confocal", "TwoPhoton", "WideField")}[target]
+    keys = sorted({n.rsplit("_", 1)[0] for n in ds.names}) if target == "confocal" else prefix
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        idx = [i for i, n in enumerate(ds.names) if n.startswith(key + "_")]
+        budget = 300.0 if target == "confocal" else 180.0
+        yield (key, [ds.names[i] for i in idx], [ds.noisy[i] for i in idx],
+               [ds.clean[i] for i in idx], budget, "poisson-gaussian", None)
+
+
+def run_group(name, frames, noisy, clean, budget, kind, sigma, log) -> list[dict]:
+    cfg = make_config("targets", variant=VARIANT, epochs=1, steps_per_epoch=100000,
+                      noise_model={"kind": kind})
+    clock = StepClock(budget)
+    t0 = time.perf_counter()
+    model = train(noisy, cfg, progress=False, callbacks=[clock])
+    wall = time.perf_counter() - t0
+    rows = []
+    for frame, x, gt in zip(frames, noisy, clean, strict=True):
+        info: list = []
+        auto = model.denoise(x, info=info)
+        prior = model.denoise(x, posterior=False)
+        post = model.denoise(x, posterior=True)
+        if sigma is not None:
+            bm3d = bm3d_denoise(x, sigma, None, 255.0)
+        else:
+            a, b = estimate_poisson_gaussian(x)
+            bm3d = bm3d_denoise(x, None, (max(a, 1e-3), max(b, 0.0)), 255.0)
+        row = {"group": name, "frame": frame, "noisy": psnr(x, gt), "auto": psnr(auto, gt),
+               "prior": psnr(prior, gt), "posterior": psnr(post, gt), "bm3d_gat": psnr(bm3d, gt),
+               "chose_posterior": bool(info[0]["posterior"]), "steps": clock.steps,
+               "train_cpu_s": round(clock.seconds, 1), "train_wall_s": round(wall, 1),
+               "precision": model.config.precision,
+               "blind_radius": model.config.network.blind_radius}
+        rows.append(row)
+        log(json.dumps(row))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", choices=("confocal", "fmd", "bsd68"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{args.target}.jsonl"
+    done = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    seen = {r["group"] for r in done}
+    with path.open("a") as fh:
+        def log(line: str) -> None:
+            print(line, flush=True)
+            fh.write(line + "\n")
+            fh.flush()
+        for group in groups_of(args.target):
+            if group[0] not in seen:
+                done += run_group(*group, log=log)
+    keys = ("noisy", "auto", "prior", "posterior", "bm3d_gat")
+    summary = {k: round(float(np.mean([r[k] for r in done])), 2) for k in keys}
+    summary["min_auto_minus_noisy"] = round(min(r["auto"] - r["noisy"] for r in done), 2)
+    summary["min_auto_minus_prior"] = round(min(r["auto"] - r["prior"] for r in done), 2)
+    summary["frames"] = len(done)
+    print(json.dumps({"target": args.target, **summary}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
