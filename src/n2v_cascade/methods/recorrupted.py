@@ -9,8 +9,8 @@ variance, the paper's extension to signal-dependent noise.
 
 The noise model comes from the patches themselves, in their (normalised) units: Haar
 diagonal details estimate the local noise variance, binned by the local signal level,
-and a line ``a * signal + b`` is fitted through the bins' robust variances on every
-batch. It is a function of the batch alone, so training resumes bit-identically.
+and a line ``a * signal + b`` is fitted through the bins' variances on every batch. It
+is a function of the batch alone, so training resumes bit-identically.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from .base import Method
 if TYPE_CHECKING:
     from ..runtime import Runner
 
-_MAD_TO_STD = 0.6744897501960817  # 75th percentile of the standard normal distribution
 VARIANCE_FLOOR = 1e-6  # in normalised units (data variance 1)
 
 
@@ -53,7 +52,8 @@ def fit_noise_line(patches: torch.Tensor, bins: int = 16) -> tuple[float, float]
     """Fit ``variance = a * signal + b`` (``a >= 0``) to the noise of ``(B, 1, H, W)`` patches.
 
     Detail coefficients are split into up to ``bins`` equal-count bins by the local mean;
-    each bin's variance is ``(median|d| / 0.6745)**2`` (robust to edges); the line is a
+    each bin's variance is the mean square of its details (low photon counts give noise
+    far from Gaussian, whose median-based variance would be biased low); the line is a
     weighted least-squares fit (weights ``1 / variance**2``, iterated), kept at least
     :data:`VARIANCE_FLOOR` at the darkest bin.
     """
@@ -65,7 +65,7 @@ def fit_noise_line(patches: torch.Tensor, bins: int = 16) -> tuple[float, float]
     size = detail.numel() // k
     groups = torch.argsort(signal)[: k * size].view(k, size)  # the few brightest left out
     levels = signal[groups].mean(dim=1)
-    var = (detail[groups].abs().median(dim=1).values / _MAD_TO_STD) ** 2
+    var = (detail[groups] ** 2).mean(dim=1)
     fitted = var.clamp_min(VARIANCE_FLOOR)
     a, b = 0.0, float(fitted.mean())
     for _ in range(3):  # reweighted by the current fit
