@@ -75,7 +75,7 @@ class Neighbor2Neighbor(Method):
     label = "Neighbor2Neighbor"
     short_label = "Nb2Nb"
     summary = ("Neighbor2Neighbor: maps one random neighbour sub-image to the other, a loss "
-               "on every pixel (white noise)")
+               "on every pixel (white noise; level with N2V per CPU-second)")
     citation = ("Huang, Li, Jia, Lu, Liu. Neighbor2Neighbor: Self-Supervised Denoising from "
                 "Single Noisy Images. CVPR 2021")
     defaults = {"learning_rate": 1e-3}

@@ -119,7 +119,7 @@ class Recorrupted(Method):
     label = "Recorrupted-to-Recorrupted"
     short_label = "R2R"
     summary = ("Recorrupted-to-Recorrupted: maps noisier to differently noisy copies, a loss "
-               "on every pixel (noise model fitted on the fly)")
+               "on every pixel (near-Gaussian noise; behind N2V on low-count microscopy)")
     citation = ("Pang, Zhan, Zhang, Liu, Zhang, Zhou, Yao. Recorrupted-to-Recorrupted: "
                 "Unsupervised Deep Learning for Image Denoising. CVPR 2021")
     defaults = {"learning_rate": 1e-3}
