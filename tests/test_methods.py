@@ -36,7 +36,7 @@ def _config(key: str, **kw):
 
 def test_registry_has_every_builtin_method_in_listing_order() -> None:
     assert list(REGISTRY) == ["n2v", "n2v2", "structured", "blindspot", "probabilistic",
-                              "probabilistic-blindspot"]
+                              "probabilistic-blindspot", "neighbor2neighbor", "recorrupted"]
     for cls in REGISTRY.values():
         assert cls.label and cls.short_label and cls.summary and cls.citation, cls.name
 

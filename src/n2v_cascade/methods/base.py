@@ -55,6 +55,9 @@ class Method:
     predicts_variance: ClassVar[bool] = False  # posterior and uncertainty need this
     listing_order: ClassVar[int] = 100  # place in help texts and tables
     loss_name: ClassVar[str] = "mse"  # what the progress shows as the training loss
+    # The end of the correlated-noise warning: why it hurts and what to do; None gives
+    # the advice for blind-spot and masked methods (the blind radius, structN2V masks).
+    correlated_noise_advice: ClassVar[str | None] = None
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -122,11 +125,12 @@ class Method:
             fix = ("--blind-radius auto" if self.blind else
                    "--mask horizontal:N / vertical:N (structN2V) or the blind-spot backbone "
                    "with --blind-radius auto")
+            advice = (self.correlated_noise_advice
+                      or f"a blind-spot method then learns to copy the noise - consider {fix}")
             warnings.warn(
                 f"{names[worst]}: the noise looks spatially correlated (correlation "
                 f"{corr[worst, lag, 0]:.2f} along Y, {corr[worst, lag, 1]:.2f} along X between "
-                f"pixels {lag + 1} apart); a blind-spot method then learns to copy the "
-                f"noise - consider {fix}", UserWarning, stacklevel=4)
+                f"pixels {lag + 1} apart); {advice}", UserWarning, stacklevel=4)
         return {}, None
 
     # -- network ---------------------------------------------------------------
