@@ -12,6 +12,7 @@ from n2v_cascade.errors import InputError
 from n2v_cascade.methods import REGISTRY, get_method, method_class
 from n2v_cascade.methods.probabilistic import Probabilistic
 from n2v_cascade.model import Model
+from n2v_cascade.normalize import Normalizer
 from n2v_cascade.posterior import posterior_mean
 from n2v_cascade.training import train
 
@@ -247,3 +248,18 @@ def test_readme_method_table_is_the_registry_table() -> None:
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert markdown_table() in readme  # regenerate with `n2v-cascade methods --markdown`
+
+
+@pytest.mark.parametrize("name", ["neighbor2neighbor", "recorrupted", "n2v"])
+def test_exported_documentation_describes_and_cites_the_method(name) -> None:
+    from n2v_cascade.bmz_docs import citations, readme
+    from n2v_cascade.methods import method_class
+
+    cfg = make_config(variant=name, patch_size=16, network={"depth": 2, "width": 4})
+    model = Model(get_method(cfg).build_network(), cfg, Normalizer(mean=0.0, std=1.0))
+    text = readme(model, name="m", tile=64, halo=8, license="CC-BY-4.0", bmz_versions="x")
+    method = method_class(name)
+    assert method.training_text in text
+    dois = [c["doi"] for c in citations(model)]
+    assert dois[0] == "10.1109/CVPR.2019.00223"  # N2V first
+    assert (method.doi in dois) == bool(method.doi) and len(set(dois)) == len(dois)

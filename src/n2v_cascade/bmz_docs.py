@@ -51,7 +51,8 @@ def citations(model: Model) -> list[dict[str, str]]:
         keys.append("laine")
     if method.predicts_variance:
         keys.append("pn2v")
-    return [CITATIONS[k] for k in keys]
+    own = [{"text": method.citation, "doi": method.doi}] if method.doi else []
+    return [CITATIONS[k] for k in keys] + own
 
 
 def readme(model: Model, *, name: str, tile: int, halo: int, license: str,
@@ -67,7 +68,7 @@ def readme(model: Model, *, name: str, tile: int, halo: int, license: str,
     method = f"{m.label or m.name} (`{m.name}`): {m.summary}"
     method += (" Backbone: the blind-spot network (Laine et al.), which never sees the "
                "pixel it predicts." if m.blind else
-               " Backbone: the U-Net, trained on inputs whose scored pixels are hidden.")
+               f" Backbone: the U-Net, {m.training_text}.")
     radius = cfg.network.blind_radius
     if m.blind and isinstance(radius, int) and radius:
         method += f" Blind spot: the {2 * radius + 1}x{2 * radius + 1} square around each pixel."

@@ -58,6 +58,9 @@ class Method:
     # The end of the correlated-noise warning: why it hurts and what to do; None gives
     # the advice for blind-spot and masked methods (the blind radius, structN2V masks).
     correlated_noise_advice: ClassVar[str | None] = None
+    # How the network is trained, for exported model documentation.
+    training_text: ClassVar[str] = "trained on inputs whose scored pixels are hidden"
+    doi: ClassVar[str] = ""  # the method's own paper, cited in exports (besides N2V)
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config

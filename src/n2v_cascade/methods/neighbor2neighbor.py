@@ -71,6 +71,8 @@ class Neighbor2Neighbor(Method):
     """
 
     name = "neighbor2neighbor"
+    training_text = "trained to map one random neighbour sub-image of a patch to the other"
+    doi = "10.1109/CVPR46437.2021.01454"
     listing_order = 70
     label = "Neighbor2Neighbor"
     short_label = "Nb2Nb"

@@ -115,6 +115,8 @@ class Recorrupted(Method):
     """
 
     name = "recorrupted"
+    training_text = "trained to map re-corrupted copies of the noisy image to each other"
+    doi = "10.1109/CVPR46437.2021.00208"
     listing_order = 80
     label = "Recorrupted-to-Recorrupted"
     short_label = "R2R"
