@@ -1,9 +1,9 @@
 """``python -m benchmarks.targets TARGET``: the issue-13 quality targets, default recipe.
 
-Targets (each trains the README's white-noise recipe, ``probabilistic-blindspot`` with
-every other setting at its default, for a budget of training-step CPU seconds, then
-denoises with the default choice between prior and posterior; BM3D-GAT with (a, b)
-estimated by the package's own fit on the same frames):
+Targets (each trains the default recipe, ``TrainConfig`` defaults with ``--variant``
+(default: the default method), for a budget of training-step CPU seconds, then denoises
+with the defaults (a probabilistic blind-spot model chooses prior or posterior per
+image); BM3D-GAT with (a, b) estimated by the package's own fit on the same frames):
 
 * ``confocal``: the 20 FMD ``Confocal_*`` frames, one model per category (4 frames), 300 s.
 * ``fmd``: all 48 FMD frames, one model per microscope type, 180 s per type.
@@ -27,11 +27,11 @@ from benchmarks import datasets
 from benchmarks.classical import bm3d_denoise
 from benchmarks.training import StepClock
 from n2v_cascade import train
-from n2v_cascade.config import make_config
+from n2v_cascade.config import TrainConfig, make_config
+from n2v_cascade.methods import get_method
 from n2v_cascade.noise import estimate_poisson_gaussian
 
 OUT = Path(__file__).resolve().parent / "out" / "targets"
-VARIANT = "probabilistic-blindspot"
 
 
 def psnr(x: np.ndarray, clean: np.ndarray, data_range: float = 255.0) -> float:
@@ -57,9 +57,11 @@ def groups_of(target: str):
                [ds.clean[i] for i in idx], budget, "poisson-gaussian", None)
 
 
-def run_group(name, frames, noisy, clean, budget, kind, sigma, log) -> list[dict]:
-    cfg = make_config("targets", variant=VARIANT, epochs=1, steps_per_epoch=100000,
-                      noise_model={"kind": kind})
+def run_group(name, frames, noisy, clean, budget, kind, sigma, log, variant) -> list[dict]:
+    cfg = make_config("targets", variant=variant, epochs=1, steps_per_epoch=100000,
+                      **({"noise_model": {"kind": kind}} if kind != "gaussian" else {}))
+    if not get_method(cfg).predicts_variance:
+        cfg = make_config("targets", variant=variant, epochs=1, steps_per_epoch=100000)
     clock = StepClock(budget)
     t0 = time.perf_counter()
     model = train(noisy, cfg, progress=False, callbacks=[clock])
@@ -69,7 +71,8 @@ def run_group(name, frames, noisy, clean, budget, kind, sigma, log) -> list[dict
         info: list = []
         auto = model.denoise(x, info=info)
         prior = model.denoise(x, posterior=False)
-        post = model.denoise(x, posterior=True)
+        post = (model.denoise(x, posterior=True) if model.method.predicts_variance
+                else prior)
         if sigma is not None:
             bm3d = bm3d_denoise(x, sigma, None, 255.0)
         else:
@@ -77,7 +80,8 @@ def run_group(name, frames, noisy, clean, budget, kind, sigma, log) -> list[dict
             bm3d = bm3d_denoise(x, None, (max(a, 1e-3), max(b, 0.0)), 255.0)
         row = {"group": name, "frame": frame, "noisy": psnr(x, gt), "auto": psnr(auto, gt),
                "prior": psnr(prior, gt), "posterior": psnr(post, gt), "bm3d_gat": psnr(bm3d, gt),
-               "chose_posterior": bool(info[0]["posterior"]), "steps": clock.steps,
+               "chose_posterior": bool(info and info[0]["posterior"]), "steps": clock.steps,
+               "variant": variant,
                "train_cpu_s": round(clock.seconds, 1), "train_wall_s": round(wall, 1),
                "precision": model.config.precision,
                "blind_radius": model.config.network.blind_radius}
@@ -90,10 +94,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", choices=("confocal", "fmd", "bsd68"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variant", default=TrainConfig.model_fields["variant"].default)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{args.target}.jsonl"
+    path = OUT / f"{args.target}-{args.variant}.jsonl"
     done = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
     seen = {r["group"] for r in done}
     with path.open("a") as fh:
@@ -103,7 +108,7 @@ def main() -> None:
             fh.flush()
         for group in groups_of(args.target):
             if group[0] not in seen:
-                done += run_group(*group, log=log)
+                done += run_group(*group, log=log, variant=args.variant)
     keys = ("noisy", "auto", "prior", "posterior", "bm3d_gat")
     summary = {k: round(float(np.mean([r[k] for r in done])), 2) for k in keys}
     summary["min_auto_minus_noisy"] = round(min(r["auto"] - r["noisy"] for r in done), 2)
