@@ -95,7 +95,8 @@ def checks(work: Path) -> dict[str, object]:
             capture_output=True),
         "add-noise": lambda: cli("add-noise", f"{out}/clean.tif", "-o", noisy),
         **{f"train --variant {v}": train(v, "--variant", v)
-           for v in ("n2v", "n2v2", "structured", "blindspot")},
+           for v in ("n2v", "n2v2", "structured", "blindspot", "neighbor2neighbor",
+                     "recorrupted")},
         "train --mask horizontal:3": train("struct", "--variant", "structured", "--mask",
                                            "horizontal:3"),
         "train --variant probabilistic": train("prob", "--variant", "probabilistic"),
@@ -105,6 +106,8 @@ def checks(work: Path) -> dict[str, object]:
         "denoise --posterior --uncertainty": denoise("prob", "--posterior", "--uncertainty"),
         "denoise --posterior --noise-from bootstrap --uncertainty (blind-spot)": denoise(
             "probbs", "--posterior", "--noise-from", "bootstrap", "--uncertainty"),
+        "denoise (blind-spot: prior or posterior chosen per image)": denoise(
+            "probbs", "--uncertainty", "--overwrite"),
         "denoise --noise-from image": denoise("probbs", "--posterior", "--noise-from",
                                               "image", "--overwrite"),
         "finish (an interrupted folder)": finish,
