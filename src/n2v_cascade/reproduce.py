@@ -36,7 +36,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"base": {"patch_size": 64, "batch_size": 8, "steps_per_epoch": 12,
                        "network": {"depth": 3, "width": 16, "growth": 2.0}},
               "epochs": 10, "retrain_epochs": 6},
-    "paper": {"base": {"patch_size": 64, "batch_size": 8, "network": {"depth": 3, "width": 32, "growth": 2.0}},
+    "paper": {"base": {"patch_size": 64, "batch_size": 8,
+                       "network": {"depth": 3, "width": 32, "growth": 2.0}},
               "epochs": 30, "retrain_epochs": 10},
 }
 ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
