@@ -118,3 +118,36 @@ def test_a_bad_posterior_choice_is_refused() -> None:
     with pytest.raises(InputError, match="posterior"):
         combine(np.zeros((1, 8, 8)), est, blind=True, blind_radius=0, posterior="yes",
                 noise=None)
+
+
+def test_cli_denoise_chooses_per_image_and_the_flags_force_a_side(tmp_path, noisy_pair,
+                                                                  capsys) -> None:
+    import tifffile
+
+    from conftest import run_cli, tiny_config
+    from n2v_cascade.model import Model
+    from n2v_cascade.training import train
+
+    _, noisy = noisy_pair
+    tifffile.imwrite(tmp_path / "noisy.tif", noisy)
+    cfg = tiny_config(variant="probabilistic-blindspot", network={"depth": 2, "width": 8,
+                                                                  "blind_radius": 0})
+    train(noisy, cfg, output_dir=tmp_path / "m", progress=False)
+    model = Model.load(tmp_path / "m")
+    outputs = {}
+    for flag in ("", "--posterior", "--prior"):
+        out = tmp_path / f"out{flag}.tif"
+        code, out_text, err = run_cli(["denoise", str(tmp_path / "noisy.tif"), "-m",
+                                       str(tmp_path / "m"), "-o", str(out),
+                                       *([flag] if flag else [])], capsys)
+        assert code == 0, err
+        outputs[flag] = tifffile.imread(out)
+        if not flag:  # the default says what it chose, with both scores
+            assert "ground-truth-free score: prior" in out_text + err
+    np.testing.assert_array_equal(outputs["--prior"], model.denoise(noisy, posterior=False))
+    np.testing.assert_array_equal(outputs["--posterior"], model.denoise(noisy, posterior=True))
+    info: list = []
+    chosen = model.denoise(noisy, info=info)
+    np.testing.assert_array_equal(outputs[""], chosen)
+    side = "--posterior" if info[0]["posterior"] else "--prior"
+    np.testing.assert_array_equal(outputs[""], outputs[side])
