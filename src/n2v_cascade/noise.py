@@ -198,7 +198,7 @@ def _signal_and_detail(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return signal[inner].ravel(), diag[inner].ravel()
 
 
-def _fit_line(
+def fit_line(
     s: np.ndarray, v: np.ndarray, w: np.ndarray, lo: float, min_var: float
 ) -> tuple[float, float]:
     """Weighted least-squares line ``v = a * s + b`` with ``a >= 0`` and ``a * lo + b >= min_var``.
@@ -271,7 +271,7 @@ def estimate_poisson_gaussian(image: np.ndarray, n_bins: int = 20) -> tuple[floa
     min_var = max(1e-6 * float(variances.max()), MIN_VARIANCE)
     fitted = np.maximum(variances, min_var)
     for _ in range(3):  # iteratively reweighted: weights from the current fitted variances
-        a, b = _fit_line(levels, variances, counts / fitted**2, lo, min_var)
+        a, b = fit_line(levels, variances, counts / fitted**2, lo, min_var)
         fitted = np.maximum(a * np.clip(levels, 0.0, None) + b, min_var)
     return float(a), float(b)
 
@@ -299,7 +299,7 @@ def bootstrap_noise_model(observed: np.ndarray, estimate: np.ndarray, kind: str,
     levels = np.array([est[g].mean() for g in groups])
     variances = np.array([r2[g].mean() for g in groups])
     weights = np.array([g.size for g in groups], np.float64)
-    a, b = _fit_line(np.clip(levels, 0, None), variances, weights,
+    a, b = fit_line(np.clip(levels, 0, None), variances, weights,
                      float(np.clip(levels, 0, None).min()), float(variances.min()) * 0.5)
     return {"kind": "poisson-gaussian", "a": float(a), "b": float(b)}
 

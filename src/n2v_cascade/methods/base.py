@@ -61,6 +61,7 @@ class Method:
     # How the network is trained, for exported model documentation.
     training_text: ClassVar[str] = "trained on inputs whose scored pixels are hidden"
     doi: ClassVar[str] = ""  # the method's own paper, cited in exports (besides N2V)
+    masks_pixels: ClassVar[bool] = True  # False: structN2V masks do not apply
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -89,6 +90,10 @@ class Method:
             struct_kernel(config)
         except ValueError as exc:
             raise ValueError(f"mask.struct: {exc}") from None
+        if not cls.masks_pixels and (config.mask.struct is not None
+                                     or config.mask.struct_kernel is not None):
+            raise ValueError(f"mask.struct: {cls.name!r} masks no pixels; for correlated "
+                             f"noise use the blind-spot backbone")
         net = config.network
         if cls.backbone != "blindspot":
             if net.ring_residual:

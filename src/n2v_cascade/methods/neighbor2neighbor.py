@@ -70,6 +70,7 @@ class Neighbor2Neighbor(Method):
     so it is constant here). Prediction is ``f(y)`` at full resolution.
     """
 
+    masks_pixels = False
     name = "neighbor2neighbor"
     training_text = "trained to map one random neighbour sub-image of a patch to the other"
     doi = "10.1109/CVPR46437.2021.01454"
@@ -85,13 +86,6 @@ class Neighbor2Neighbor(Method):
                                "learns to copy it - consider method 'blindspot' "
                                "(--blind-radius auto)")
     gamma: ClassVar[float] = 2.0  # weight of the regulariser
-
-    @classmethod
-    def validate(cls, config) -> None:
-        super().validate(config)
-        if config.mask.struct is not None or config.mask.struct_kernel is not None:
-            raise ValueError(f"mask.struct: {cls.name!r} masks no pixels; for correlated "
-                             f"noise use the blind-spot backbone")
 
     def step_loss(self, patches: torch.Tensor, generator: torch.Generator,
                   run: Runner) -> torch.Tensor:

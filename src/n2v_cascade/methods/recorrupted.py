@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..noise import fit_line
 from . import register
 from .base import Method
 
@@ -77,18 +78,8 @@ def fit_noise_line(patches: torch.Tensor, bins: int = 16) -> tuple[float, float]
 def _weighted_line(s: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
     """Weighted least-squares line ``v = a s + b`` with ``a >= 0``, pinned to
     :data:`VARIANCE_FLOOR` at the lowest ``s`` when the free fit falls below it there."""
-    w = w / w.sum()
-    lo = float(s.min())
-    s_bar, v_bar = float(w @ s), float(w @ v)
-    spread = float(w @ (s - s_bar) ** 2)
-    a = max(float(w @ ((s - s_bar) * (v - v_bar))) / spread, 0.0) if spread > 0 else 0.0
-    b = v_bar - a * s_bar
-    if a * lo + b < VARIANCE_FLOOR:
-        ds = s - lo
-        denom = float(w @ ds ** 2)
-        a = max(float(w @ (ds * (v - VARIANCE_FLOOR))) / denom, 0.0) if denom > 0 else 0.0
-        b = VARIANCE_FLOOR - a * lo
-    return a, b
+    arrays = [t.detach().double().cpu().numpy() for t in (s, v, w)]
+    return fit_line(*arrays, float(arrays[0].min()), VARIANCE_FLOOR)
 
 
 def pixel_variance(patches: torch.Tensor) -> torch.Tensor:
@@ -114,6 +105,7 @@ class Recorrupted(Method):
     network on the noisy image itself.
     """
 
+    masks_pixels = False
     name = "recorrupted"
     training_text = "trained to map re-corrupted copies of the noisy image to each other"
     doi = "10.1109/CVPR46437.2021.00208"
@@ -129,13 +121,6 @@ class Recorrupted(Method):
                                "network learns to copy it - consider method 'blindspot' "
                                "(--blind-radius auto)")
     alpha: ClassVar[float] = 0.5
-
-    @classmethod
-    def validate(cls, config) -> None:
-        super().validate(config)
-        if config.mask.struct is not None or config.mask.struct_kernel is not None:
-            raise ValueError(f"mask.struct: {cls.name!r} masks no pixels; for correlated "
-                             f"noise use the blind-spot backbone")
 
     def step_loss(self, patches: torch.Tensor, generator: torch.Generator,
                   run: Runner) -> torch.Tensor:
