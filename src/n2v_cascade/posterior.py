@@ -34,8 +34,7 @@ def posterior_mean(
     Closed form ``(mu * n2 + observed * p2) / (p2 + n2)`` with ``p2 = max(s2 - n2, eps)``;
     elementwise, in any consistent units.
     """
-    eps = 1e-12 + 1e-6 * np.maximum(noise_var, 0)
-    prior_var = np.maximum(noisy_var - noise_var, eps)
+    prior_var = _prior_variance(noisy_var, noise_var)
     total = prior_var + noise_var
     mean = (prior_mean * noise_var + observed * prior_var) / total
     std = np.sqrt(prior_var * noise_var / total)
@@ -44,9 +43,14 @@ def posterior_mean(
 
 def posterior_weight(noisy_var: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
     """The weight ``w = p2 / (p2 + n2)`` of the observed pixel in :func:`posterior_mean`."""
-    eps = 1e-12 + 1e-6 * np.maximum(noise_var, 0)
-    prior_var = np.maximum(noisy_var - noise_var, eps)
+    prior_var = _prior_variance(noisy_var, noise_var)
     return prior_var / (prior_var + noise_var)
+
+
+def _prior_variance(noisy_var: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
+    """The clean signal's prior variance ``p2 = max(s2 - n2, eps)``."""
+    eps = 1e-12 + 1e-6 * np.maximum(noise_var, 0)
+    return np.maximum(noisy_var - noise_var, eps)
 
 
 def binned_residual_variance(observed: np.ndarray, prior_mean: np.ndarray, n_bins: int = 20
