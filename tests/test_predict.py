@@ -269,7 +269,9 @@ def test_bad_options_raise(kwargs, word) -> None:
 
 def test_bad_inputs_raise() -> None:
     with pytest.raises(InputError, match="image"):
-        predict_tiled(NET, _image((2, 8, 8)))
+        predict_tiled(NET, _image((2, 2, 8, 8)))  # 4 spatial axes
+    with pytest.raises(InputError, match="image"):
+        predict_tiled(NET, _image((3, 8, 8)), channels=2)  # not 2 channels
     with pytest.raises(InputError, match="image"):
         predict_tiled(NET, np.zeros((0, 5), np.float32))
     with pytest.raises(InputError, match="overlap"):

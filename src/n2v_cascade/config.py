@@ -105,10 +105,22 @@ class TrainConfig(_Strict):
     averages the weights over training (0: off); the saved model gets the average,
     which removes most of the step-to-step noise of constant-learning-rate training;
     the decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after n updates.
+
+    ``dims`` is the number of spatial axes the network convolves: 2 (YX; every other
+    axis holds independent images), 3 (ZYX, or TYX for a time-lapse without Z) or
+    ``auto`` (3 when the data have a Z axis of at least ``axes.MIN_AUTO_SLICES``
+    slices); the saved config holds the number used. ``patch_size`` is the side of
+    the YX patch, ``patch_z`` the depth of a 3-D patch (shrunk to the stack's depth
+    when it has fewer slices). ``channels``: ``independent`` treats a C axis as
+    images of one model, each channel normalised on its own; ``joint`` makes the
+    channels the input and output channels of one network (loss per channel).
     """
 
     variant: str = "n2v"
+    dims: Literal[2, 3, "auto"] = 2
     patch_size: int = Field(64, ge=8, le=4096)
+    patch_z: int = Field(16, ge=1, le=1024)
+    channels: Literal["independent", "joint"] = "independent"
     batch_size: int = Field(8, ge=1, le=4096)
     epochs: int = Field(30, ge=1, le=100000)
     steps_per_epoch: int | None = Field(None, ge=1)

@@ -6,6 +6,8 @@ batch of patches is one ``gather``, so data preparation never starves the model.
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,39 +21,57 @@ from .errors import InputError
 
 @dataclass
 class Split:
-    """Training regions and fixed validation patches (all 2-D float32 arrays)."""
+    """Training regions and fixed validation patches (float32 arrays)."""
 
     train: list[np.ndarray]
     val: list[np.ndarray]
 
 
-def split_train_val(
-    slices: Sequence[np.ndarray], patch_size: int, val_fraction: float, names: Sequence[str],
-    divisor: int = 1, max_val_patches: int = 32,
-) -> Split:
-    """Hold out the bottom ``val_fraction`` rows of every slice for validation.
+def patch_shape(patch_size: int | Sequence[int], ndim: int = 2) -> tuple[int, ...]:
+    """A patch's spatial shape: ``patch_size`` on every axis, or the sequence as given."""
+    if isinstance(patch_size, int | np.integer):
+        return (int(patch_size),) * ndim
+    return tuple(int(p) for p in patch_size)
 
-    A strip that is too thin (fewer than ``divisor`` rows) or whose removal would leave
-    less than one patch for training is not held out. Validation patches are cut from
-    the strips on a fixed grid (at most ``max_val_patches``) so the validation loss is
-    comparable between epochs.
+
+def _side(size: tuple[int, ...]) -> str:
+    return "x".join(map(str, size))
+
+
+def split_train_val(
+    slices: Sequence[np.ndarray], patch_size: int | Sequence[int], val_fraction: float,
+    names: Sequence[str], divisor: int = 1, max_val_patches: int = 32,
+) -> Split:
+    """Hold out the bottom ``val_fraction`` rows (along Y) of every image for validation.
+
+    Images are ``(*spatial)`` or ``(C, *spatial)`` with as many spatial axes as
+    ``patch_size`` has entries (an int: a square 2-D patch). A strip that is too thin
+    (fewer than ``divisor`` rows) or whose removal would leave less than one patch for
+    training is not held out. Validation patches are cut from the strips on a fixed
+    grid (at most ``max_val_patches``) so the validation loss is comparable between
+    epochs.
     """
+    patch = patch_shape(patch_size)
+    nd = len(patch)
     train, val = [], []
     for sl, name in zip(slices, names, strict=True):
-        h, w = sl.shape
-        if h < patch_size or w < patch_size:
+        spatial = tuple(sl.shape[-nd:])
+        if any(n < p for n, p in zip(spatial, patch, strict=True)):
             raise InputError(
-                f"{name}: image {h}x{w} is smaller than the patch size {patch_size}; "
-                f"use a smaller --patch-size"
+                f"{name}: image {_side(spatial)} is smaller than the patch size "
+                f"{_side(patch)}; use a smaller --patch-size"
             )
+        h = spatial[-2]
         rows = int(round(h * val_fraction)) // divisor * divisor
-        if val_fraction > 0 and rows >= divisor and h - rows >= patch_size:
-            train.append(sl[: h - rows])
-            strip = sl[h - rows:]
-            ph = min(rows, patch_size)
-            for x0 in range(0, w - patch_size + 1, patch_size):
-                for y0 in range(0, rows - ph + 1, ph):
-                    val.append(strip[y0: y0 + ph, x0: x0 + patch_size])
+        if val_fraction > 0 and rows >= divisor and h - rows >= patch[-2]:
+            train.append(sl[..., : h - rows, :])
+            strip = sl[..., h - rows:, :]
+            size = (*patch[:-2], min(rows, patch[-2]), patch[-1])
+            starts = [range(0, n - p + 1, p) for n, p in zip(strip.shape[-nd:], size,
+                                                               strict=True)]
+            for corner in itertools.product(*starts):
+                cut = tuple(slice(c, c + p) for c, p in zip(corner, size, strict=True))
+                val.append(strip[(Ellipsis, *cut)])
         else:
             train.append(sl)
     if val_fraction > 0 and not val:
@@ -66,38 +86,62 @@ def split_train_val(
 
 
 class PatchSampler:
-    """Draw random square patches from a set of 2-D images, with 8-fold augmentation."""
+    """Draw random patches from a set of images, with random flips and YX turns.
 
-    def __init__(self, images: Sequence[np.ndarray], patch_size: int, augment: bool = True):
-        self.patch_size = patch_size
+    Images are ``(*spatial)`` (one channel) or ``(C, *spatial)``, all with the same C;
+    ``patch_size`` is an int (a square 2-D patch) or the spatial patch shape (2-D or 3-D,
+    square in YX). All images live in one flat tensor, so a batch is one ``gather``.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], patch_size: int | Sequence[int],
+                 augment: bool = True):
+        self.patch = patch_shape(patch_size)
+        self.patch_size = self.patch[-1]
         self.augment = augment
-        shapes = [im.shape for im in images]
-        self.heights = torch.tensor([s[0] for s in shapes])
-        self.widths = torch.tensor([s[1] for s in shapes])
-        sizes = self.heights * self.widths
-        self.offsets = torch.cumsum(sizes, 0) - sizes
-        self.flat = torch.cat([torch.from_numpy(np.ascontiguousarray(im)).reshape(-1)
-                               for im in images])
+        nd = len(self.patch)
+        arrays = [np.asarray(im) for im in images]
+        arrays = [a[None] if a.ndim == nd else a for a in arrays]
+        self.channels = arrays[0].shape[0]
+        if any(a.shape[0] != self.channels for a in arrays):
+            raise InputError("all training images need the same number of channels")
+        self.sizes = torch.tensor([a.shape[1:] for a in arrays])  # (n_images, nd)
+        counts = torch.tensor([a.size for a in arrays])
+        self.offsets = torch.cumsum(counts, 0) - counts
+        self.flat = torch.cat([torch.from_numpy(np.ascontiguousarray(a)).reshape(-1)
+                               for a in arrays])
+        # strides of (C, *spatial) per image, innermost last
+        inner = torch.ones(len(arrays), nd + 1, dtype=torch.long)
+        for axis in range(nd - 1, -1, -1):
+            inner[:, axis] = inner[:, axis + 1] * self.sizes[:, axis]
+        self.strides = inner  # column 0: channel stride; 1..nd: spatial strides
         # choose images in proportion to the number of patch positions they offer
-        positions = (self.heights - patch_size + 1) * (self.widths - patch_size + 1)
+        positions = torch.prod(self.sizes - torch.tensor(self.patch) + 1, dim=1)
         self.weights = positions.double() / positions.sum()
-        r = torch.arange(patch_size)
-        self._dy, self._dx = torch.meshgrid(r, r, indexing="ij")
+        grids = torch.meshgrid(*[torch.arange(p) for p in self.patch], indexing="ij")
+        self._deltas = grids
+        self._channel = torch.arange(self.channels)
 
     @property
     def n_pixels(self) -> int:
-        return int(self.flat.numel())
+        """Pixels (voxels) per channel in all images."""
+        return int(self.flat.numel()) // self.channels
 
     def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """A batch (B, 1, P, P) of random patches, randomly flipped/rotated."""
-        ps = self.patch_size
+        """A batch ``(B, C, *patch)`` of random patches, randomly flipped/turned."""
+        nd = len(self.patch)
         idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
-        h, w = self.heights[idx], self.widths[idx]
-        y0 = (torch.rand(batch_size, generator=generator) * (h - ps + 1)).long()
-        x0 = (torch.rand(batch_size, generator=generator) * (w - ps + 1)).long()
-        rows = (y0[:, None, None] + self._dy) * w[:, None, None]
-        flat_idx = self.offsets[idx, None, None] + rows + x0[:, None, None] + self._dx
-        patches = self.flat[flat_idx].unsqueeze(1)
+        flat_idx = self.offsets[idx].view(-1, *([1] * (nd + 1)))
+        flat_idx = flat_idx + (self._channel.view(1, -1, *([1] * nd))
+                               * self.strides[idx, 0].view(-1, 1, *([1] * nd)))
+        for axis in range(nd):
+            size = self.sizes[idx, axis]
+            start = (torch.rand(batch_size, generator=generator)
+                     * (size - self.patch[axis] + 1)).long()
+            stride = self.strides[idx, axis + 1]
+            shape = (-1, 1, *([1] * nd))
+            flat_idx = flat_idx + ((start.view(shape) + self._deltas[axis])
+                                   * stride.view(shape))
+        patches = self.flat[flat_idx]
         if self.augment:
             patches = random_transforms(patches, generator)
         return patches
@@ -108,14 +152,15 @@ class PatchSampler:
 MAX_DEFAULT_STEPS = 100
 
 
-def default_steps_per_epoch(n_pixels: int, patch_size: int, batch_size: int,
+def default_steps_per_epoch(n_pixels: int, patch_size: int | Sequence[int], batch_size: int,
                             cap: int | None = MAX_DEFAULT_STEPS) -> int:
     """Steps that show the network each pixel about 8 times (once per augmentation),
     at most ``cap``.
 
     This is what the original N2V epoch amounts to: every non-overlapping patch in
     each of the 8 orientations. The cap bounds a default run on large data.
+    ``patch_size``: a square 2-D side, or the patch shape.
     """
-    n_patches = max(1, n_pixels // (patch_size * patch_size)) * 8
+    n_patches = max(1, n_pixels // math.prod(patch_shape(patch_size))) * 8
     steps = max(1, -(-n_patches // batch_size))
     return steps if cap is None else min(steps, cap)

@@ -451,15 +451,24 @@ def _remove(path: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def load_images(images: object) -> list[tuple[str, np.ndarray]]:
-    """Accept an array, a list of arrays, or path(s); return (name, float32 array) pairs."""
+def load_images(images: object, axes: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """Accept an array, a list of arrays, or path(s); return (name, float32 array) pairs.
+
+    Arrays with ``axes`` given, or with 4 or more axes, keep every axis (no colour
+    channel guess: :func:`validate_nd`).
+    """
+    def check(array: np.ndarray, name: str) -> np.ndarray:
+        if axes is not None or np.ndim(array) >= 4:
+            return validate_nd(array, name)
+        return validate_array(array, name)
+
     if isinstance(images, np.ndarray):
-        return [("array", validate_array(images, "array"))]
+        return [("array", check(images, "array"))]
     if isinstance(images, str | Path):
         return [(str(p), a) for p, a in read_images(images)]
     if isinstance(images, Sequence) and images and all(
             isinstance(i, np.ndarray) for i in images):
-        return [(f"array[{i}]", validate_array(a, f"array[{i}]")) for i, a in enumerate(images)]
+        return [(f"array[{i}]", check(a, f"array[{i}]")) for i, a in enumerate(images)]
     if isinstance(images, Sequence) and images and all(isinstance(i, str | Path) for i in images):
         return [(str(p), a) for p, a in read_images(list(images))]
     raise InputError("images must be an array, a list of arrays, or file/folder paths")
@@ -476,3 +485,30 @@ def check_output_folder(out: Path, *, busy: bool, hint: str,
         raise error(f"{out}: output path exists and is not a folder")
     if busy:
         raise OutputExistsError(f"{out}: {hint}")
+
+
+def validate_nd(array: np.ndarray, source: str, allow_constant: bool = False) -> np.ndarray:
+    """Check an in-memory array of 2 to 6 axes (named by an axes string elsewhere) the way
+    :func:`validate_array` checks an image, without guessing colour channels; a float32
+    copy."""
+    try:
+        data = np.asarray(array)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: cannot be converted to an array ({_reason(exc)})") from exc
+    if data.dtype.kind not in "iuf":
+        raise InputError(f"{source}: has non-numeric pixels (dtype {data.dtype}); expected "
+                         f"real numbers")
+    if data.size == 0:
+        raise InputError(f"{source}: is empty (shape {data.shape})")
+    if not 2 <= data.ndim <= 6:
+        raise InputError(f"{source}: has {data.ndim} dimension(s) (shape {data.shape}); "
+                         f"expected 2 to 6 axes (letters from STCZYX)")
+    with np.errstate(over="ignore"):
+        out = np.array(data, dtype=np.float32, order="C", copy=True)
+    if not np.isfinite(out).all():
+        raise InputError(f"{source}: contains {out.size - np.count_nonzero(np.isfinite(out))} "
+                         f"NaN/Inf pixels")
+    if not allow_constant and float(out.min()) == float(out.max()):
+        raise InputError(f"{source}: is constant (all pixels = {float(out.min()):.6g}); "
+                         f"nothing to denoise")
+    return out

@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 
 from . import __version__
-from .axes import from_samples, layout, to_samples
+from .axes import Layout, from_samples, layout, to_samples
 from .config import TrainConfig, config_yaml, make_config
 from .errors import InputError, ModelError, OutputExistsError
 from .methods import get_method
@@ -71,6 +71,12 @@ class Model:
         return self
 
     # -- prediction --------------------------------------------------------------
+    def layout(self, shape: tuple[int, ...], axes: str | None = None, source: str = "array"
+               ) -> Layout:
+        """How an image of ``shape`` (with ``axes``) maps to this model's samples."""
+        return layout(shape, axes, self.config.dims, source=source,
+                      joint=self.config.channels == "joint")
+
     def receptive_radius(self) -> int:
         """How far (pixels) the network looks; tiles overlap by this much."""
         if self._radius is None:
@@ -79,7 +85,8 @@ class Model:
             with torch.random.fork_rng(devices=[]):  # its initial weights are not used
                 twin = get_method(self.config.model_copy(update={"network": narrow}))
                 net = twin.build_network()
-            self._radius = probe_radius(net, 2 ** self.config.network.depth)
+            self._radius = probe_radius(net, 2 ** self.config.network.depth,
+                                        ndim=self.config.dims)
         return self._radius
 
     def predict(
@@ -92,8 +99,8 @@ class Model:
         ``image`` is an array with ``axes`` (default YX, or SYX for a stack) or a file;
         outputs have the image's shape.
         """
-        image = _as_float_image(image)
-        lay = layout(image.shape, axes)
+        image = _as_float_image(image, axes)
+        lay = self.layout(image.shape, axes)
         est = self._predict_samples(to_samples(image, lay), tile=tile, overlap=overlap,
                                     batch_size=batch_size, tta=tta, progress=progress)
         return {k: from_samples(v, lay) for k, v in est.items()}
@@ -113,10 +120,8 @@ class Model:
         overlap = self.receptive_radius() if overlap is None else overlap
         padded, crop = pad_image(self.normalizer.apply(image), div)
         if tile is not None:
-            # Tiles of at least 4x the overlap: exact, and at least a quarter of each is kept
-            # (a tile barely above 2x the overlap would be exact but mostly wasted work).
             overlap = -(-overlap // div) * div
-            tile = max(-(-tile // div) * div, 4 * overlap, div)
+            tile = tile_shape(tile, self.config.dims, overlap, div)
         self.network.eval()
         method, run = self.method, Runner(self.network, self.device)
 
@@ -152,8 +157,8 @@ class Model:
         ``info``, a list, receives one dict per sample (2-D image) saying whether the
         posterior was used, with the estimates behind an ``auto`` choice.
         """
-        image = _as_float_image(image)
-        lay = layout(image.shape, axes)
+        image = _as_float_image(image, axes)
+        lay = self.layout(image.shape, axes)
         samples = to_samples(image, lay)
         est = self._predict_samples(samples, **kwargs)
         method = self.method
@@ -267,16 +272,44 @@ class Model:
         return model
 
 
+#: Largest default tile side of a 3-D tile in YX and along the depth axis: bounds the
+#: activations of a 3-D network (a 64x192x192 tile of a width-32 U-Net is ~300 MB each).
+TILE_3D = (64, 192)
+
+
+def tile_shape(tile: int | tuple[int, ...], dims: int, overlap: int, div: int
+               ) -> tuple[int, ...]:
+    """The tile shape used for a requested ``tile`` (an int: a side for every axis, capped
+    by :data:`TILE_3D` in 3-D): a multiple of ``div`` and large enough to be exact.
+
+    2-D tiles are at least 4x the overlap, so at least a quarter of each is kept (a tile
+    barely above 2x the overlap is exact but mostly wasted work); 3-D tiles at least
+    2x the overlap plus ``div``, because a cube 4x the overlap is too large to hold.
+    """
+    if isinstance(tile, int):
+        sizes = (tile,) * dims if dims == 2 else (min(tile, TILE_3D[0]),
+                                                  min(tile, TILE_3D[1]), min(tile, TILE_3D[1]))
+    else:
+        sizes = tuple(int(t) for t in tile)
+        if len(sizes) != dims:
+            raise InputError(f"tile: expected {dims} sizes for a {dims}-D model, got {tile!r}")
+    floor = 4 * overlap if dims == 2 else 2 * overlap + div
+    return tuple(max(-(-t // div) * div, floor, div) for t in sizes)
+
+
 def _order(key: str) -> int:
     return {"mean": 0, "var": 1}.get(key, 2)
 
 
-def _as_float_image(image: np.ndarray | str | Path) -> np.ndarray:
-    """A checked float32 image from an array or an image file."""
-    from .io import read_image, validate_array
+def _as_float_image(image: np.ndarray | str | Path, axes: str | None = None) -> np.ndarray:
+    """A checked float32 image from an array or an image file (all axes kept when they
+    are named or there are more than three)."""
+    from .io import read_image, validate_array, validate_nd
 
     if isinstance(image, str | Path):
         return read_image(image, allow_constant=True)
     if not isinstance(image, np.ndarray):
         raise InputError(f"expected a numpy array or an image path, got {type(image).__name__}")
+    if axes is not None or image.ndim >= 4:
+        return validate_nd(image, "array", allow_constant=True)
     return validate_array(image, "array", allow_constant=True)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import N_TRANSFORMS, inverse, transform
+from .augment import inverse, n_transforms, transform
 from .errors import InputError
 from .models.blocks import pad_to_multiple
 from .progress import progress_bar
@@ -139,31 +139,35 @@ def _round_tile(tile: int, divisor: int) -> int:
 
 
 def _run(fn: Predictor, batch: torch.Tensor) -> torch.Tensor:
-    """Call ``fn`` and check it returns ``(B, C_out, h, w)`` for a ``(B, 1, h, w)`` batch."""
+    """Call ``fn`` and check it returns ``(B, C_out, *spatial)`` for a ``(B, C, *spatial)``
+    batch."""
     out = fn(batch)
     if (
         not isinstance(out, torch.Tensor)
-        or out.ndim != 4
+        or out.ndim != batch.ndim
         or out.shape[0] != batch.shape[0]
-        or out.shape[-2:] != batch.shape[-2:]
+        or out.shape[2:] != batch.shape[2:]
     ):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
-            f"model returned {got} for input {tuple(batch.shape)}; expected (B, C_out, h, w)"
+            f"model returned {got} for input {tuple(batch.shape)}; expected "
+            f"(B, C_out, *spatial)"
         )
     return out.float()
 
 
 def _predict_batch(fn: Predictor, batch: torch.Tensor, tta: bool) -> torch.Tensor:
-    """Run one batch of tiles, averaging over the 8 dihedral transforms if ``tta``."""
+    """Run one batch of tiles, averaging over the flips and YX turns if ``tta`` (8 in
+    2-D, 16 in 3-D: see :mod:`n2v_cascade.augment`)."""
     if not tta:
         return _run(fn, batch)
+    count = n_transforms(batch.ndim - 2)
     acc: torch.Tensor | None = None
-    for t in range(N_TRANSFORMS):
+    for t in range(count):
         y = inverse(_run(fn, transform(batch, t)), t)
         acc = y.clone() if acc is None else acc.add_(y)
     assert acc is not None
-    return acc / N_TRANSFORMS
+    return acc / count
 
 
 def _batches(items: list[SliceTriple], size: int) -> Iterator[list[SliceTriple]]:
@@ -181,63 +185,73 @@ def predict_tiled(
     tta: bool = False,
     progress: bool = False,
     divisor: int = 1,
+    channels: int = 1,
 ) -> np.ndarray:
-    """Predict a 2-D image tile by tile, matching whole-image prediction.
+    """Predict a 2-D or 3-D image tile by tile, matching whole-image prediction.
 
     Parameters
     ----------
     fn
-        Network: ``(B, 1, h, w)`` float32 tensor -> ``(B, C_out, h, w)`` tensor.
+        Network: ``(B, C, *tile)`` float32 tensor -> ``(B, C_out, *tile)`` tensor.
     image
-        ``(Y, X)`` image, already normalised; converted to float32.
+        ``(*spatial)`` image (``channels == 1``) or ``(C, *spatial)``, already
+        normalised; converted to float32.
     tile
-        Tile size (int or per-axis ``(ty, tx)``); ``None`` predicts the whole image at once.
+        Tile size (int or per spatial axis); ``None`` predicts the whole image at once.
         Rounded down to a multiple of ``divisor`` and clamped to the image size.
     overlap
         Pixels discarded at each inner tile edge; use at least the receptive-field radius.
     batch_size
         Tiles run together per ``fn`` call (memory is O(image + batch_size tiles)).
     tta
-        Average over the 8 rotations/flips of each tile batch (test-time augmentation).
+        Average over the flips/turns of each tile batch (test-time augmentation).
     progress
         Show a tqdm progress bar over tiles.
     divisor
         Preferred tile-size multiple (e.g. ``2 ** depth`` for a U-Net).
+    channels
+        Input channels: a leading axis of ``image`` when > 1.
 
     Returns
     -------
     np.ndarray
-        float32 array of shape ``(C_out, Y, X)``.
+        float32 array of shape ``(C_out, *spatial)``.
     """
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 2:
-        raise InputError(f"image must be 2-D (Y, X), got shape {image.shape}")
+    if channels == 1:
+        image = image[None]
+    nd = image.ndim - 1
+    if nd not in (2, 3) or image.shape[0] != channels:
+        raise InputError(f"image must be 2-D or 3-D (with {channels} channel(s) first when "
+                         f"more than one), got shape {image.shape[1:] if channels == 1 else image.shape}")
     if image.size == 0:
         raise InputError(f"image must not be empty, got shape {image.shape}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
         raise InputError(f"divisor must be an int >= 1, got {divisor!r}")
-    overlaps = _per_axis(overlap, 2, "overlap")
+    spatial = image.shape[1:]
+    overlaps = _per_axis(overlap, nd, "overlap")
     if min(overlaps) < 0:
         raise InputError(f"overlap must be >= 0, got {overlap!r}")
     if tile is None:
-        tiles = image.shape
+        tiles = spatial
     else:
-        tiles = tuple(_round_tile(t, divisor) for t in _per_axis(tile, 2, "tile"))
+        tiles = tuple(_round_tile(t, divisor) for t in _per_axis(tile, nd, "tile"))
         if min(tiles) < 1:
             raise InputError(f"tile must be >= 1, got {tile!r}")
-    slices = tile_slices(image.shape, tiles, overlaps)
+    slices = tile_slices(spatial, tiles, overlaps)
 
     out: np.ndarray | None = None
     bar = progress_bar(len(slices), "predict", "tile", enabled=progress)
     try:
         with torch.inference_mode():
             for chunk in _batches(slices, batch_size):
-                batch = torch.from_numpy(np.stack([image[src] for src, _, _ in chunk]))
-                pred = _predict_batch(fn, batch[:, None], tta).cpu().numpy()
+                batch = torch.from_numpy(np.stack([image[(slice(None), *src)]
+                                                   for src, _, _ in chunk]))
+                pred = _predict_batch(fn, batch, tta).cpu().numpy()
                 if out is None:
-                    out = np.empty((pred.shape[1], *image.shape), dtype=np.float32)
+                    out = np.empty((pred.shape[1], *spatial), dtype=np.float32)
                 for i, (_, keep, dst) in enumerate(chunk):
                     out[(slice(None), *dst)] = pred[(i, slice(None), *keep)]
                 bar.update(len(chunk))
@@ -247,15 +261,20 @@ def predict_tiled(
     return out
 
 
-def pad_image(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """Reflect-pad the end of every axis to a multiple of ``multiple``; return the crop.
+def pad_image(image: np.ndarray, multiple: int, ndim: int | None = None
+              ) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Reflect-pad the end of the last ``ndim`` axes (default: every axis) to a multiple
+    of ``multiple``; return the padded image and the crop of those axes.
 
     Tiles cut from the padded image start on the strided layers' grid, which makes
     tiled prediction equal whole-image prediction.
     """
-    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
-    padded, crop = pad_to_multiple(x, multiple, image.ndim, mode="reflect", centred=False)
-    return padded[0, 0].numpy(), crop[2:]
+    ndim = image.ndim if ndim is None else ndim
+    lead = image.shape[: image.ndim - ndim]
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))
+    x = x.reshape(1, -1, *image.shape[image.ndim - ndim:])
+    padded, crop = pad_to_multiple(x, multiple, ndim, mode="reflect", centred=False)
+    return padded[0].reshape(*lead, *padded.shape[2:]).numpy(), crop[2:]
 
 
 def probe_radius(network: nn.Module, div: int, ndim: int = 2, size: int | None = None) -> int:

@@ -139,7 +139,10 @@ def fast_layout(x: torch.Tensor) -> torch.Tensor:
 
 
 def place(network: nn.Module, device: torch.device) -> nn.Module:
-    """Move a network to ``device`` in its fast layout (channels-last for 2-D weights)."""
+    """Move a network to ``device`` in its fast layout (channels-last for 2-D weights;
+    3-D weights keep their layout)."""
+    if any(p.ndim == 5 for p in network.parameters()):
+        return network.to(device=device)
     return network.to(device=device, memory_format=torch.channels_last)
 
 

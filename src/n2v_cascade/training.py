@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from .axes import samples_of
+from .axes import choose_dims, planes, samples_of
 from .checkpoints import (
     catch_sigint,
     claim_output,
@@ -104,30 +104,32 @@ def train(
         Called with a :class:`StepInfo` after every step; returning True stops cleanly.
     """
     config = config or TrainConfig()
-    named = load_images(images)
+    named = load_images(images, axes)
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = prepare_output(out, resume, overwrite)
     resume = resume and ckpt_path is not None and ckpt_path.exists()
     if time_limit is not None and not time_limit > 0:
         raise InputError(f"time limit must be positive, got {time_limit}")
 
-    raw, names = samples_of([a for _, a in named], [n for n, _ in named], axes)
+    config = _resolve_dims(config, named, axes)
+    raw, names = samples_of([a for _, a in named], [n for n, _ in named], axes, config.dims)
     config = _settings_for_data(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
     method = get_method(config)
     divisor = 2 ** config.network.depth
-    split = split_train_val([normalizer.apply(s) for s in raw], config.patch_size,
+    patch = training_patch(config, raw)
+    split = split_train_val([normalizer.apply(s) for s in raw], patch,
                             config.val_fraction, names, divisor=divisor)
-    sampler = PatchSampler(split.train, config.patch_size, augment=config.augment)
+    sampler = PatchSampler(split.train, patch, augment=config.augment)
     steps = config.steps_per_epoch or default_steps_per_epoch(
-        sampler.n_pixels, config.patch_size, config.batch_size)
+        sampler.n_pixels, patch, config.batch_size)
     noise = (estimate_noise_model(raw, config.noise_model, names)
              if method.predicts_variance else None)
     device = resolve_device(device)
     config, why = _resolve_precision(config, device, ckpt_path if resume else None)
     claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
     if progress:
-        note(settings_line(config, steps, device, why, raw, time_limit))
+        note(settings_line(config, steps, device, why, raw, time_limit, patch))
 
     torch.manual_seed(config.seed)
     network = place(method.build_network(), device)
@@ -142,7 +144,7 @@ def train(
                  generator, config, ckpt_path, state)
     if ema_state is not None:
         loop.load_ema(ema_state, ckpt_path)
-    val_batches = _validation_patches(split.val)
+    val_batches = _validation_patches(split.val, sampler.channels)
     with catch_sigint() as interrupted:
         loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
     network.load_state_dict(loop.final_weights())
@@ -295,10 +297,32 @@ class _Loop:
             f"the images are not dominated by outliers{kept}")
 
 
+def _resolve_dims(config: TrainConfig, named: Sequence[tuple[str, np.ndarray]],
+                  axes: str | None) -> TrainConfig:
+    """Replace ``dims: auto`` by 2 or 3 (3 when every image has enough Z slices)."""
+    if config.dims != "auto":
+        return config
+    dims = min(choose_dims("auto", a.shape, axes) for _, a in named)
+    return update_config(config, "training images", dims=dims)
+
+
+def training_patch(config: TrainConfig, samples: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """The spatial patch shape: ``patch_size`` squared in YX, and for 3-D ``patch_z``
+    along the depth axis, shrunk to the shallowest stack (the networks pad internally)."""
+    p = config.patch_size
+    if config.dims != 3:
+        return (p, p)
+    return (min(config.patch_z, *(int(s.shape[-3]) for s in samples)), p, p)
+
+
 def _settings_for_data(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str],
                        progress: bool) -> TrainConfig:
-    """Apply what the method chooses from the training images (e.g. the blind radius)."""
-    changes, text = get_method(config).settings_for_data(raw, names)
+    """Apply what the method chooses from the training images (e.g. the blind radius);
+    the noise checks look at the YX planes."""
+    per_plane = [(plane, name) for s, name in zip(raw, names, strict=True)
+                 for plane in planes([s])]
+    changes, text = get_method(config).settings_for_data(
+        [p for p, _ in per_plane], [n for _, n in per_plane])
     if text and progress:
         note(text)
     return update_config(config, "training images", **changes) if changes else config
@@ -319,14 +343,17 @@ def _resolve_precision(config: TrainConfig, device: torch.device, checkpoint: Pa
 
 
 def settings_line(config: TrainConfig, steps: int, device: torch.device, why: str,
-                  samples: Sequence[np.ndarray], time_limit: float | None) -> str:
+                  samples: Sequence[np.ndarray], time_limit: float | None,
+                  patch: Sequence[int] | None = None) -> str:
     """The whole recipe of a run in one line, printed when training starts."""
-    net, p = config.network, config.patch_size
+    net = config.network
+    patch = tuple(patch or (config.patch_size, config.patch_size))
     shapes = sorted({"x".join(map(str, s.shape)) for s in samples})
     blind = (f", blind radius {net.blind_radius}" if get_method(config).blind else "")
     limit = f", time limit {clock(time_limit)}" if time_limit is not None else ""
     return (f"training {config.variant}: {config.epochs} epochs x {steps} steps "
-            f"({config.epochs * steps} steps) of {config.batch_size} patches {p}x{p}, "
+            f"({config.epochs * steps} steps) of {config.batch_size} patches "
+            f"{'x'.join(map(str, patch))}{' (3-D)' if len(patch) == 3 else ''}, "
             f"lr {config.learning_rate:g}, network depth {net.depth} width {net.width} "
             f"growth {net.growth:g}{blind}, {config.precision} ({why}), "
             f"{describe_device(device)}, {len(samples)} image(s) "
@@ -348,10 +375,15 @@ def _ema_update(decay: float):
     return update
 
 
-def _validation_patches(val: Sequence[np.ndarray]) -> list[torch.Tensor]:
-    """Fixed validation batches of at most 16 patches of one shape."""
+def _validation_patches(val: Sequence[np.ndarray], channels: int = 1) -> list[torch.Tensor]:
+    """Fixed validation batches ``(B, C, *spatial)`` of at most 16 patches of one shape;
+    ``channels`` > 1: the patches have their channel axis already."""
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
     for patch in val:
         by_shape.setdefault(patch.shape, []).append(patch)
-    return [torch.from_numpy(np.stack(group[i: i + 16])[:, None].copy())
-            for group in by_shape.values() for i in range(0, len(group), 16)]
+    batches = []
+    for group in by_shape.values():
+        for i in range(0, len(group), 16):
+            stacked = np.stack(group[i: i + 16])
+            batches.append(torch.from_numpy((stacked if channels > 1 else stacked[:, None]).copy()))
+    return batches

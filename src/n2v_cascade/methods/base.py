@@ -142,9 +142,13 @@ class Method:
         return {}, None
 
     # -- network ---------------------------------------------------------------
-    def build_network(self, ndim: int = 2) -> nn.Module:
-        """The shared backbone, sized by the config, with this method's head."""
-        net = self.config.network
+    def build_network(self) -> nn.Module:
+        """The shared backbone, sized by the config (dims, channels), with this method's
+        head."""
+        net, ndim = self.config.network, self.config.dims
+        if ndim == "auto":
+            raise InputError("dims is 'auto': train() chooses it from the training images; "
+                             "give 2 or 3 to build the network without training")
         if self.blind:
             if net.blind_radius == "auto":
                 raise InputError("network.blind_radius is 'auto' (the blind-spot default): "

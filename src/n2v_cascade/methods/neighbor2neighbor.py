@@ -27,16 +27,20 @@ NEIGHBOUR_PAIRS = torch.tensor([[0, 1], [0, 2], [1, 3], [2, 3],
 
 
 def cells(x: torch.Tensor) -> torch.Tensor:
-    """The 2x2 cells of ``(B, C, H, W)`` as ``(B, C, H // 2, W // 2, 4)`` (odd edges dropped).
+    """The 2x2 YX cells of ``(B, C, [Z,] H, W)`` as ``(B, C, [Z,] H // 2, W // 2, 4)`` (odd
+    edges dropped); a 3-D volume is sub-sampled in each YX plane.
 
     The last axis holds the cell's pixels in the order of :data:`NEIGHBOUR_PAIRS`.
     """
-    if x.ndim != 4:
-        raise ValueError(f"sub-sampling needs (B, C, H, W) tensors, got shape {tuple(x.shape)}")
-    b, c, h, w = x.shape
+    if x.ndim not in (4, 5):
+        raise ValueError(f"sub-sampling needs (B, C, [Z,] H, W) tensors, got shape "
+                         f"{tuple(x.shape)}")
+    *lead, h, w = x.shape
     x = x[..., : h - h % 2, : w - w % 2]
-    x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5)
-    return x.reshape(b, c, h // 2, w // 2, 4)
+    n = len(lead)
+    x = x.reshape(*lead, h // 2, 2, w // 2, 2)
+    x = x.permute(*range(n), n, n + 2, n + 1, n + 3)
+    return x.reshape(*lead, h // 2, w // 2, 4)
 
 
 def neighbour_pair(shape: torch.Size | tuple[int, ...], generator: torch.Generator
@@ -46,8 +50,9 @@ def neighbour_pair(shape: torch.Size | tuple[int, ...], generator: torch.Generat
     Returns two ``(B, 1, H // 2, W // 2)`` index tensors (values 0-3, see :func:`cells`):
     per cell one of the 8 ordered adjacent pairs, uniformly, the same for all channels.
     """
-    b, _, h, w = shape
-    choice = torch.randint(len(NEIGHBOUR_PAIRS), (b, 1, h // 2, w // 2), generator=generator)
+    b, _, *mid, h, w = shape
+    choice = torch.randint(len(NEIGHBOUR_PAIRS), (b, 1, *mid, h // 2, w // 2),
+                           generator=generator)
     pair = NEIGHBOUR_PAIRS[choice]
     return pair[..., 0], pair[..., 1]
 

@@ -44,9 +44,12 @@ def haar_detail(x: torch.Tensor) -> torch.Tensor:
 
 
 def local_mean(x: torch.Tensor, size: int = 5) -> torch.Tensor:
-    """Mean of each pixel's ``size x size`` neighbourhood (edge pixels repeated)."""
+    """Mean of each pixel's ``size x size`` YX neighbourhood (edge pixels repeated); 3-D
+    volumes plane by plane."""
     r = size // 2
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), size, stride=1)
+    flat = x.reshape(-1, 1, *x.shape[-2:])
+    mean = F.avg_pool2d(F.pad(flat, (r, r, r, r), mode="replicate"), size, stride=1)
+    return mean.reshape(x.shape)
 
 
 def fit_noise_line(patches: torch.Tensor, bins: int = 16) -> tuple[float, float]:
