@@ -222,8 +222,9 @@ def predict_tiled(
         image = image[None]
     nd = image.ndim - 1
     if nd not in (2, 3) or image.shape[0] != channels:
+        shown = image.shape[1:] if channels == 1 else image.shape
         raise InputError(f"image must be 2-D or 3-D (with {channels} channel(s) first when "
-                         f"more than one), got shape {image.shape[1:] if channels == 1 else image.shape}")
+                         f"more than one), got shape {shown}")
     if image.size == 0:
         raise InputError(f"image must not be empty, got shape {image.shape}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
