@@ -6,7 +6,8 @@ T (time), C (channel), Z, Y, X (as in CAREamics). A method trains and predicts o
 time-lapse without Z -- for 3-D ones), with the channels in front when they are joint.
 Every other axis is a sample axis: its positions are independent images (with a 2-D
 network a stack is denoised slice by slice). :func:`to_samples` moves the sample axes
-to the front and flattens them; :func:`from_samples` restores the original layout, so outputs keep the input's axes.
+to the front and flattens them; :func:`from_samples` restores the original layout, so
+outputs keep the input's axes.
 """
 
 from __future__ import annotations
