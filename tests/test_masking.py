@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import itertools
 
 import numpy as np
@@ -155,7 +157,7 @@ def test_neighbour_rejects_bad_radius_and_mask() -> None:
     with pytest.raises(InputError, match="radius"):
         replace_random_neighbour(x, mask, 0, gen())
     with pytest.raises(InputError, match="radius"):
-        replace_random_neighbour(x, mask, 5, gen())
+        replace_random_neighbour(x[..., :1, :], mask[..., :1, :], 1, gen())  # side 1
     with pytest.raises(InputError, match="mask"):
         replace_random_neighbour(x, mask.float(), 1, gen())
 
@@ -344,3 +346,15 @@ def test_masking_properties(
     touched = mask.numpy() if kernel is None else dilation_reference(mask.numpy(), kernel)
     keep = torch.from_numpy(~touched)
     assert torch.equal(out[keep], x.float()[keep])
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8), (3, 8, 8), (2, 3, 9)])
+def test_neighbour_on_axes_shorter_than_the_radius_never_copies_itself(shape) -> None:
+    """A stack of 2-3 slices with radius 2: the replacement is another voxel, within r."""
+    x = torch.arange(math.prod(shape), dtype=torch.float32).reshape(1, 1, *shape)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    out = replace_random_neighbour(x, mask, 2, gen(3))
+    source = np.stack(np.unravel_index(out.flatten().long().numpy(), shape), axis=1)
+    target = np.stack(np.unravel_index(np.arange(x.numel()), shape), axis=1)
+    assert (source != target).any(axis=1).all()  # never its own value
+    assert (np.abs(source - target) <= 2).all()  # a neighbour within the radius

@@ -15,11 +15,14 @@ import typer
 from .cli_options import (
     Axes,
     BatchSize,
+    Channels,
     Depth,
     Device,
+    Dims,
     LearningRate,
     Overwrite,
     PatchSize,
+    PatchZ,
     Quiet,
     StepsPerEpoch,
     Width,
@@ -64,11 +67,11 @@ def _config_from_options(config_file: Path | None, stored: dict | None = None, *
     for spec in masks:
         if spec in ("grid", "random"):
             nested["mask"]["pattern"] = spec
-        elif spec.split(":")[0] in ("horizontal", "vertical"):
+        elif spec.split(":")[0] in ("horizontal", "vertical", "depth"):
             nested["mask"]["struct"] = spec
         else:
             raise InputError(f"--mask: unknown mask {spec!r} (use random, grid, horizontal:N, "
-                             f"vertical:N or --mask-file)")
+                             f"vertical:N, depth:N (3-D) or --mask-file)")
     if mask_file is not None:
         nested["mask"]["struct_kernel"] = _load_mask_file(mask_file)
     for key, value in opts.items():
@@ -94,7 +97,8 @@ _FLAGS = {"network.depth": "--depth", "network.width": "--width",
           "network.blind_radius": "--blind-radius", "mask": "--mask",
           "mask.struct": "--mask", "mask.struct_kernel": "--mask-file",
           "mask.fraction": "--mask-fraction", "mask.stride": "--mask-stride",
-          "noise_model.kind": "--noise-model", "noise_model.sigma": "--sigma"}
+          "noise_model.kind": "--noise-model", "noise_model.sigma": "--sigma",
+          "dims": "--dims", "patch_z": "--patch-z", "channels": "--channels"}
 
 
 def _option_names(message: str) -> str:
@@ -119,6 +123,15 @@ def _blind_radius(text: str | None) -> int | str | None:
     except ValueError:
         raise InputError(f"--blind-radius: expected a whole number or 'auto', got {text!r}"
                          ) from None
+
+
+def _dims(text: str | None) -> int | str | None:
+    """``--dims``: 2, 3 or auto."""
+    if text is None or text == "auto":
+        return text
+    if text in ("2", "3"):
+        return int(text)
+    raise InputError(f"--dims: expected 2, 3 or auto, got {text!r}")
 
 
 def _load_mask_file(path: Path) -> list[list[bool]]:
@@ -151,8 +164,8 @@ def train(
     width: Width = None,
     blind_radius: Annotated[str | None, typer.Option(help="Blind-spot methods: how many pixels around each pixel the network must not look at. Noise that spreads over neighbouring pixels (some cameras) needs 1 or 2; default auto, chosen from your images (0 = only the pixel itself).", rich_help_panel="Advanced")] = None,
     ema_decay: Annotated[float | None, typer.Option(help="Smooth the model over the last training steps (default 0.99; 0 = use the last step's model as it is).", rich_help_panel="Advanced")] = None,
-    mask: Annotated[list[str] | None, typer.Option(help="Which pixels are hidden during training: random (n2v), grid (structured), or horizontal:N / vertical:N to also hide a line of N pixels, for stripe-like noise along rows or columns (structN2V). Repeatable.", rich_help_panel="Advanced")] = None,
-    mask_file: Annotated[Path | None, typer.Option(help="Your own structN2V hiding pattern: a 2-D boolean .npy array with odd sides.", rich_help_panel="Advanced")] = None,
+    mask: Annotated[list[str] | None, typer.Option(help="Which pixels are hidden during training: random (n2v), grid (structured), or horizontal:N / vertical:N (with --dims 3 also depth:N) to also hide a line of N pixels, for stripe-like noise along rows, columns or slices (structN2V). Repeatable.", rich_help_panel="Advanced")] = None,
+    mask_file: Annotated[Path | None, typer.Option(help="Your own structN2V hiding pattern: a 2-D (or, with --dims 3, 3-D) boolean .npy array with odd sides.", rich_help_panel="Advanced")] = None,
     mask_fraction: Annotated[float | None, typer.Option(help="Share of pixels hidden per crop with random masking (default 0.002).", rich_help_panel="Advanced")] = None,
     mask_stride: Annotated[int | None, typer.Option(help="Spacing in pixels of the hidden grid with grid masking (default 4).", rich_help_panel="Advanced")] = None,
     noise_model: Annotated[str | None, typer.Option(help="Probabilistic methods: the kind of noise, gaussian (the same everywhere, default) or poisson-gaussian (grows with brightness: photon counting, most fluorescence).", rich_help_panel="Advanced")] = None,
@@ -160,6 +173,9 @@ def train(
     precision: Annotated[str | None, typer.Option(help="auto (default: bfloat16 where a quick timing at start shows it faster, e.g. CPUs with native bfloat16 and most GPUs; float32 elsewhere), float32 or bfloat16. The choice is printed and saved with the model.", rich_help_panel="Advanced")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Stop training after this long (e.g. 90s, 10m, 2h) and save the model so far; --resume continues it. Default: no limit.")] = None,
     axes: Axes = None,
+    dims: Dims = None,
+    patch_z: PatchZ = None,
+    channels: Channels = None,
     device: Device = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped or interrupted run in OUTPUT (its settings are taken from the folder); with a larger --epochs, train a finished model longer.")] = False,
     overwrite: Overwrite = False,
@@ -182,6 +198,7 @@ def train(
         ema_decay=ema_decay, mask=mask, mask_file=mask_file,
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
+        dims=_dims(dims), patch_z=patch_z, channels=channels,
     )
     model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
                      resume=resume, overwrite=overwrite, progress=not quiet, device=device,

@@ -15,7 +15,10 @@ LearningRate = Annotated[float | None, typer.Option("--learning-rate", "--lr", h
 Depth = Annotated[int | None, typer.Option(help="How many times the network halves the image internally (default 3): deeper sees a wider context around each pixel but is slower.", rich_help_panel="Advanced")]
 Width = Annotated[int | None, typer.Option(help="Size of the network (feature channels of its first level, default 32): wider can be better and is slower.", rich_help_panel="Advanced")]
 Device = Annotated[str, typer.Option(help="Where to compute: auto (a CUDA GPU, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps.")]
-Axes = Annotated[str | None, typer.Option(help="Axes of each input, e.g. YX, ZYX, TCYX (letters S T C Z Y X); default YX for 2-D images, SYX for stacks (each image of the stack denoised on its own).")]
+Axes = Annotated[str | None, typer.Option(help="Axes of each input, e.g. YX, ZYX, TCYX (letters S T C Z Y X). Default: read from ImageJ/OME metadata when the file has them; otherwise YX for 2-D images and SYX for stacks (each image denoised on its own), or ZYX with --dims 3.")]
+Dims = Annotated[str | None, typer.Option(help="2 (default): the network sees YX planes, every other axis holds separate images. 3: it convolves ZYX volumes (TYX for a time-lapse without Z). auto: 3 when the data have a Z axis of at least 8 slices.")]
+PatchZ = Annotated[int | None, typer.Option(help="With --dims 3: depth in slices of the 3-D crops (default 16; stacks with fewer slices use all of them).", rich_help_panel="Advanced")]
+Channels = Annotated[str | None, typer.Option(help="Files with a C axis: independent (default: each channel is a separate image of one model, normalised on its own) or joint (the channels are the network's input and output channels; the loss is per channel).")]
 
 
 def parse_duration(text: str | None, option: str = "--time-limit") -> float | None:

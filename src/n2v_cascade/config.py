@@ -36,7 +36,8 @@ class MaskConfig(_Strict):
     ``grid`` (structured: a lattice with ``stride`` and a random phase per patch).
     ``replacement`` is what the network sees there. ``struct`` additionally hides a
     line-shaped neighbourhood around each masked pixel (structN2V), e.g.
-    ``horizontal:5``; ``struct_kernel`` is a user-given boolean kernel instead.
+    ``horizontal:5``, ``vertical:5`` or (3-D) ``depth:3``; ``struct_kernel`` is a
+    user-given boolean kernel (2-D, or 3-D for 3-D data) instead.
     """
 
     pattern: Literal["random", "grid"] = "random"
@@ -45,7 +46,7 @@ class MaskConfig(_Strict):
     radius: int = Field(2, ge=1, le=10)
     replacement: Literal["neighbour", "median", "zero"] = "neighbour"
     struct: str | None = None
-    struct_kernel: list[list[bool]] | None = None
+    struct_kernel: list[list[bool]] | list[list[list[bool]]] | None = None
 
     @model_validator(mode="after")
     def _check_struct(self) -> MaskConfig:

@@ -169,13 +169,15 @@ class SelfSupervisedError:
 
 
 def _block_grid(shape: tuple[int, ...]) -> np.ndarray:
-    """Block number of every pixel of an image (YX) or stack (SYX): BLOCK x BLOCK squares."""
+    """Block number of every pixel of an image (YX) or of every YX plane of a stack or
+    volume (..., Y, X): BLOCK x BLOCK squares per plane."""
     y = np.arange(shape[-2]) // BLOCK
     x = np.arange(shape[-1]) // BLOCK
     grid = y[:, None] * (x[-1] + 1) + x[None, :]
-    if len(shape) == 3:
-        grid = grid[None] + (np.arange(shape[0]) * (grid.max() + 1))[:, None, None]
-    return grid
+    planes = int(np.prod(shape[:-2], dtype=np.int64))
+    if len(shape) > 2:
+        grid = grid[None] + (np.arange(planes) * (grid.max() + 1))[:, None, None]
+    return grid.reshape(shape)
 
 
 def gt_free_errors(images: Sequence[np.ndarray], stages: Sequence[Denoiser],

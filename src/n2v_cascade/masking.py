@@ -171,7 +171,9 @@ def replace_random_neighbour(
     neighbour outside the image is mirrored through the masked pixel (``c + o`` becomes
     ``c - o``), which keeps the offset non-zero, so a pixel never copies itself. Values
     are read from the original ``x``, so a masked pixel may copy another masked pixel's
-    original value (as in the original N2V), but never its own.
+    original value (as in the original N2V), but never its own. An axis shorter than
+    ``2 r`` (a stack of few slices) clamps the mirrored neighbour and steps it off the
+    centre, so the offset along that axis stays non-zero there too.
 
     Parameters
     ----------
@@ -180,7 +182,7 @@ def replace_random_neighbour(
     mask : torch.Tensor
         Boolean ``(B, 1, *spatial)`` mask of pixels to replace.
     radius : int
-        Half-width ``r`` of the neighbourhood; every spatial side must be >= ``2 r``.
+        Half-width ``r`` of the neighbourhood; every spatial side must be >= 2.
     generator : torch.Generator
         Source of randomness.
 
@@ -192,7 +194,7 @@ def replace_random_neighbour(
     x = _as_float(x)
     mask = _check_mask(x, mask)
     spatial = tuple(x.shape[2:])
-    _check_radius(radius, spatial, 2 * radius)
+    _check_radius(radius, spatial, 2)
     out = x.clone()
     where = mask[:, 0].nonzero(as_tuple=True)  # (b, c_1, ..., c_d)
     count = where[0].numel()
@@ -208,7 +210,12 @@ def replace_random_neighbour(
         offset = (k // side ** (ndim - 1 - axis)) % side - radius
         centre = where[axis + 1]
         coord = centre + offset
-        source.append(torch.where((coord < 0) | (coord >= size), centre - offset, coord))
+        coord = torch.where((coord < 0) | (coord >= size), centre - offset, coord)
+        # an axis shorter than 2r (a stack of few slices): the mirror can fall outside
+        # too; clamp, and step off the centre so the offset along this axis stays non-zero
+        coord = coord.clamp(0, size - 1)
+        back = torch.where(centre > 0, centre - 1, centre + 1)
+        source.append(torch.where((coord == centre) & (offset != 0), back, coord))
     out[where[0], :, *where[1:]] = x[where[0], :, *source]
     return out
 
@@ -270,20 +277,27 @@ def replace_median(x: torch.Tensor, mask: torch.Tensor, radius: int) -> torch.Te
 
 
 def line_kernel(spec: str) -> np.ndarray:
-    """structN2V line neighbourhood from ``"horizontal:N"`` or ``"vertical:N"``.
+    """structN2V line neighbourhood from ``"horizontal:N"``, ``"vertical:N"`` or
+    ``"depth:N"``.
 
-    Returns a boolean 2-D kernel of ``N`` True pixels in a row (``1 x N``) or column
-    (``N x 1``); ``N`` must be odd and >= 3 so the line is centred on the masked pixel.
+    Returns a boolean kernel of ``N`` True pixels in a row (``1 x N``), a column
+    (``N x 1``) or along Z (``N x 1 x 1``, 3-D data only); ``N`` must be odd and >= 3 so
+    the line is centred on the masked pixel.
     """
     text = spec.strip().lower() if isinstance(spec, str) else ""
     direction, _, span_text = text.partition(":")
-    if direction not in ("horizontal", "vertical") or not span_text.strip().isdigit():
-        raise InputError(f"struct must look like 'horizontal:5' or 'vertical:5', got {spec!r}")
+    if direction not in LINE_SHAPES or not span_text.strip().isdigit():
+        raise InputError(f"struct must look like 'horizontal:5', 'vertical:5' or 'depth:5', "
+                         f"got {spec!r}")
     span = int(span_text)
     if span < 3 or span % 2 == 0:
         raise InputError(f"struct span must be an odd number >= 3, got {span} in {spec!r}")
-    shape = (1, span) if direction == "horizontal" else (span, 1)
-    return np.ones(shape, dtype=bool)
+    return np.ones(LINE_SHAPES[direction](span), dtype=bool)
+
+
+#: structN2V line directions: along X, along Y (2-D kernels) and along Z (3-D only).
+LINE_SHAPES = {"horizontal": lambda n: (1, n), "vertical": lambda n: (n, 1),
+               "depth": lambda n: (n, 1, 1)}
 
 
 def validate_kernel(kernel: np.ndarray, source: str, *, ndim: int | None = None) -> np.ndarray:

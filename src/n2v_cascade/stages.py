@@ -126,13 +126,14 @@ def estimate_fn(model: Model) -> Denoiser:
 
 def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
     """True when a stored model answers the request; ``auto`` values (blind radius,
-    precision) match what they were resolved to when that model was trained."""
+    precision, dims) match what they were resolved to when that model was trained."""
     want = requested.model_dump(mode="json")
     have = stored.model_dump(mode="json")
     if want["network"].get("blind_radius") in ("auto", None):
         want["network"]["blind_radius"] = have["network"].get("blind_radius")
-    if want.get("precision") == "auto":
-        want["precision"] = have.get("precision")
+    for key in ("precision", "dims"):
+        if want.get(key) == "auto":
+            want[key] = have.get(key)
     return want == have
 
 

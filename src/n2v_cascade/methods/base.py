@@ -219,12 +219,18 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def struct_kernel(config: TrainConfig) -> np.ndarray | None:
-    """The structN2V kernel of a config: a line spec, a user kernel, or None."""
+    """The structN2V kernel of a config: a line spec, a user kernel, or None (a 3-D kernel
+    needs ``dims: 3``)."""
+    ndim = config.dims if isinstance(config.dims, int) else 3
+    kernel = None
     if config.mask.struct is not None:
-        return line_kernel(config.mask.struct)
-    if config.mask.struct_kernel is not None:
-        return validate_kernel(np.asarray(config.mask.struct_kernel, bool), "struct_kernel")
-    return None
+        kernel = line_kernel(config.mask.struct)
+    elif config.mask.struct_kernel is not None:
+        kernel = np.asarray(config.mask.struct_kernel, bool)
+    if kernel is None:
+        return None
+    return validate_kernel(kernel, "struct_kernel" if config.mask.struct is None
+                           else f"struct {config.mask.struct!r}", ndim=ndim)
 
 
 def gaussian_nll(squared_error: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
