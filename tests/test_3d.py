@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from n2v_cascade.augment import inverse, n_transforms, random_transforms, transform
 from n2v_cascade.axes import choose_dims, from_samples, layout, to_samples
 from n2v_cascade.data import PatchSampler, default_steps_per_epoch, split_train_val
