@@ -403,3 +403,20 @@ def test_czi_through_bioio_equals_its_ome_tiff_copy() -> None:
     assert np.array_equal(data, copy)
     assert {k: m.physical[k] for k in "ZYX"} == pytest.approx(c.physical, rel=1e-6)
     assert m.channel_names == ("LED555", "LED470")
+
+
+def test_bioio_errors_are_one_line(tmp_path: Path) -> None:
+    if importlib.util.find_spec("bioio") is None:
+        pytest.skip('bioio is not installed (pip install "n2v-cascade[formats]")')
+    for suffix in (".czi", ".nd2"):
+        path = tmp_path / f"bad{suffix}"
+        path.write_bytes(b"garbage")
+        with pytest.raises(InputError) as info:
+            read_image_nd(path)
+        text = str(info.value)
+        if importlib.util.find_spec(f"bioio_{suffix[1:]}") is None:
+            assert text == (f"{path}: no bioio reader for {suffix} files is installed: "
+                            f'pip install "n2v-cascade[formats]"')
+        else:
+            assert text.startswith(f"{path}: not a readable {suffix[1:].upper()} file (")
+        assert "\n" not in text

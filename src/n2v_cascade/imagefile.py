@@ -268,38 +268,11 @@ def _read_pillow(path: Path, source: str) -> tuple[np.ndarray, _Found]:
 
 
 def _read_bioio(path: Path, source: str) -> tuple[np.ndarray, _Found]:
-    """CZI/ND2/LIF through bioio (the ``formats`` extra); its 5-D TCZYX is squeezed to the
-    axes the image really has (size-1 T, C, Z dropped), first scene only."""
-    require_formats_extra(path, source)
-    suffix = path.suffix.lower()
-    with _reading(path, source, suffix[1:].upper()):
-        from bioio import BioImage
-        from bioio_base.exceptions import UnsupportedFileFormatError
+    """CZI/ND2/LIF through bioio (the ``formats`` extra), squeezed to its real axes."""
+    from n2v_cascade.imagefile_bioio import read_bioio
 
-        try:
-            image = BioImage(path)
-        except UnsupportedFileFormatError:
-            raise InputError(f'{source}: no bioio reader for {suffix} files is installed: '
-                             f'pip install "n2v-cascade[formats]"') from None
-        if len(image.scenes) > 1:
-            warnings.warn(f"{source}: has {len(image.scenes)} scenes; reading only the first",
-                          UserWarning, stacklevel=3)
-        data = np.asarray(image.data)
-        dims = str(image.dims.order)
-        sizes = image.physical_pixel_sizes
-        interval = image.time_interval
-        names = image.channel_names
-    keep = [i for i, a in enumerate(dims) if data.shape[i] > 1 or a in "YX"]
-    data = data.reshape([data.shape[i] for i in keep])
-    dims = "".join(dims[i] for i in keep)
+    data, dims, physical, channels = read_bioio(path, source)
     mapped, unknown = map_axes(dims)
-    physical = {a: float(getattr(sizes, a)) for a in "ZYX"
-                if a in mapped and getattr(sizes, a, None)}
-    if "T" in mapped and interval is not None and interval.total_seconds() > 0:
-        physical["T"] = interval.total_seconds()
-    channels = None
-    if "C" in mapped and names is not None and len(names) == data.shape[mapped.index("C")]:
-        channels = tuple(str(n) for n in names)
     return data, _Found("bioio", mapped, dims, unknown=unknown, physical=physical,
                         unit="µm" if physical.keys() - {"T"} else None,
                         channel_names=channels)
