@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "n2v_cascade"
 LAYERS = [
     {"errors"},
     {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
-     "masking", "figures", "formats", "extras"},
+     "masking", "figures", "formats", "extras", "imagefile", "imagefile_meta", "imagefile_write",
+     "imagefile_bioio"},
     {"models"},
     {"methods"},
     {"config"},
@@ -91,6 +92,7 @@ def test_the_2d_assumption_lives_in_the_axes_seam() -> None:
     pattern = re.compile(r"ndim\s*==\s*2|as_slices")
     allowed = {"axes.py",  # the seam itself
                "io.py",  # file formats: 2-D images vs stacks on disk
+               "imagefile.py",  # reading io.write_image's one-slice stacks back as ZYX
                "metrics.py",  # SSIM of one image vs the mean over a stack
                "models/blocks.py"}  # 2-D vs 3-D convolutions
     found = {str(p.relative_to(PACKAGE)) for p in _sources() if pattern.search(p.read_text())}

@@ -45,7 +45,7 @@ def _imports(tree: ast.AST) -> set[str]:
 
 # Code that only runs with its optional extra, which it names when missing
 # (n2v_cascade.extras.require): it may import that extra's packages.
-GATED = {"bmz": ["bmz.py"], "napari": ["napari/"]}
+GATED = {"bmz": ["bmz.py"], "napari": ["napari/"], "formats": ["imagefile_bioio.py"]}
 
 
 def _gated(path: Path) -> str | None:

@@ -38,8 +38,12 @@ def default_axes(ndim: int, source: str = "array", dims: int = 2) -> str:
 
 
 def check_axes(axes: str | None, shape: Sequence[int], source: str = "array",
-               dims: int = 2) -> str:
-    """Validate an axes string against an array shape (None: the default for its ndim)."""
+               dims: int = 2, *, holder: str = "array", detail: str | None = None) -> str:
+    """Validate an axes string against an array shape (None: the default for its ndim).
+
+    A wrong count of letters is reported as "... but the {holder} has N ({detail})";
+    ``detail`` defaults to the shape.
+    """
     if axes is None:
         return default_axes(len(shape), source, dims)
     text = axes.strip().upper()
@@ -50,8 +54,9 @@ def check_axes(axes: str | None, shape: Sequence[int], source: str = "array",
     if len(set(text)) != len(text):
         raise InputError(f"{source}: axes {axes!r} names an axis twice")
     if len(text) != len(shape):
-        raise InputError(f"{source}: axes {axes!r} name {len(text)} axes but the array "
-                         f"has {len(shape)} (shape {tuple(shape)})")
+        detail = detail or f"shape {tuple(shape)}"
+        raise InputError(f"{source}: axes {axes!r} name {len(text)} axes but the {holder} "
+                         f"has {len(shape)} ({detail})")
     if "Y" not in text or "X" not in text:
         raise InputError(f"{source}: axes {axes!r} must include Y and X")
     return text

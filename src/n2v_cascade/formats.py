@@ -30,11 +30,17 @@ def check_formats_extra(path: Path, source: str) -> None:
     suffix = path.suffix.lower()
     if suffix not in FORMATS_EXTRA_SUFFIXES:
         return
-    if importlib.util.find_spec("bioio") is None:
-        raise InputError(f'{source}: {suffix} files need the formats extra: pip install '
-                         f'"n2v-cascade[formats]" (or export the image as TIFF)')
+    require_formats_extra(path, source)
     raise InputError(f"{source}: {suffix} files are not read by this version of n2v-cascade; "
                      f"export the image as TIFF")
+
+
+def require_formats_extra(path: Path, source: str) -> None:
+    """Refuse a microscope format when bioio (the ``formats`` extra) is not installed."""
+    suffix = path.suffix.lower()
+    if suffix in FORMATS_EXTRA_SUFFIXES and importlib.util.find_spec("bioio") is None:
+        raise InputError(f'{source}: {suffix} files need the formats extra: pip install '
+                         f'"n2v-cascade[formats]" (or export the image as TIFF)')
 
 
 def png_pixels(data: np.ndarray, source: str) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
@@ -233,15 +233,25 @@ def _check_suffix(path: Path, source: str, allowed: tuple[str, ...], what: str) 
     return suffix
 
 
-def _check_input_file(path: Path, source: str) -> None:
+def _check_input_file(
+    path: Path,
+    source: str,
+    suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+    formats: Callable[[Path, str], None] = check_formats_extra,
+) -> None:
+    """Refuse a folder, a missing, special or empty file, or a suffix not in ``suffixes``.
+
+    ``formats`` checks the microscope formats first (by default: they are refused with a
+    line that names the ``formats`` extra).
+    """
     if path.is_dir():
         raise InputError(f"{source}: is a folder; expected an image file")
     if not path.exists():
         raise InputError(f"{source}: file not found")
     if not path.is_file():
         raise InputError(f"{source}: is not a regular file")
-    check_formats_extra(path, source)
-    _check_suffix(path, source, IMAGE_SUFFIXES, "file")
+    formats(path, source)
+    _check_suffix(path, source, suffixes, "file")
     if path.stat().st_size == 0:
         raise InputError(f"{source}: file is empty")
 
@@ -339,6 +349,25 @@ def _finish(
     """Shared checks of read_image and validate_array; returns a float32 copy."""
     if channels not in ("average", "reject"):
         raise InputError(f"channels: must be 'average' or 'reject', got {channels!r}")
+    _check_pixels(data, source)
+    data = _merge_channels(
+        data, _guess_plan(data.shape) if plan is None else plan, source, channels
+    )
+    if data.ndim not in (2, 3):
+        raise InputError(
+            f"{source}: has {data.ndim} dimension(s) (shape {data.shape}); "
+            "expected a 2-D image (YX) or a stack (SYX)"
+        )
+    out = _float32(data, source)
+    low, high = float(out.min()), float(out.max())
+    if low == high and not allow_constant:
+        shown = float(f"{low:.6g}")
+        raise InputError(f"{source}: is constant (all pixels = {shown}); nothing to denoise")
+    return out
+
+
+def _check_pixels(data: np.ndarray, source: str) -> None:
+    """Refuse boolean, complex, non-numeric and empty arrays."""
     kind = data.dtype.kind
     if kind == "b":
         raise InputError(f"{source}: has boolean pixels; expected numbers")
@@ -348,25 +377,17 @@ def _finish(
         raise InputError(f"{source}: has non-numeric pixels (dtype {data.dtype})")
     if data.size == 0:
         raise InputError(f"{source}: is empty (shape {data.shape})")
-    data = _merge_channels(
-        data, _guess_plan(data.shape) if plan is None else plan, source, channels
-    )
-    if data.ndim not in (2, 3):
-        raise InputError(
-            f"{source}: has {data.ndim} dimension(s) (shape {data.shape}); "
-            "expected a 2-D image (YX) or a stack (SYX)"
-        )
+
+
+def _float32(data: np.ndarray, source: str) -> np.ndarray:
+    """A C-ordered float32 copy of checked pixels; NaN/Inf (or too large) refused."""
     with np.errstate(over="ignore"):
         out = np.array(data, dtype=np.float32, order="C", copy=True)
-    if kind == "f" and not np.isfinite(out).all():
+    if data.dtype.kind == "f" and not np.isfinite(out).all():
         bad = data.size - np.count_nonzero(np.isfinite(data))
         if not bad:  # finite float64 values beyond the float32 range became Inf
             raise InputError(f"{source}: has pixel values too large for float32")
         raise InputError(f"{source}: contains {bad} NaN/Inf pixels")
-    low, high = float(out.min()), float(out.max())
-    if low == high and not allow_constant:
-        shown = float(f"{low:.6g}")
-        raise InputError(f"{source}: is constant (all pixels = {shown}); nothing to denoise")
     return out
 
 
