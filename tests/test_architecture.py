@@ -16,7 +16,7 @@ LAYERS = [
     {"errors"},
     {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
      "masking", "figures", "formats", "extras", "imagefile", "imagefile_meta", "imagefile_write",
-     "imagefile_bioio"},
+     "imagefile_bioio", "inputs"},
     {"models"},
     {"methods"},
     {"config"},

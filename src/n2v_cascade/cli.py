@@ -182,10 +182,10 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
-    from .io import list_images
+    from .inputs import list_inputs
 
     for path in images:  # a typo fails here, before torch is imported
-        list_images(path)
+        list_inputs(path)
     from .checkpoints import stored_recipe
     from .training import train as train_fn
 
@@ -219,17 +219,18 @@ def denoise(
     posterior: Annotated[bool | None, typer.Option("--posterior/--prior", help="Probabilistic blind-spot models: --posterior combines the prediction with the measured pixel and a noise model (usually sharper), --prior returns the network's own estimate. Default: per image, whichever a ground-truth-free estimate of the error says is better (printed for each image).")] = None,
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Probabilistic models: also write NAME_std.tif, the estimated error (standard deviation) of each denoised pixel.")] = False,
     axes: Axes = None,
+    output_dtype: Annotated[str, typer.Option(help="Pixel type of the TIFF written: float32 (default, no rounding) or input (the input's type, e.g. uint16: rounded, values outside its range clipped and counted).")] = "float32",
     device: Device = "auto",
     noise_from: Annotated[str, typer.Option("--noise-from", help="With --posterior/--uncertainty, where the noise level comes from: bootstrap (default: measured on each image against its denoised version; safest on real microscope noise), image (measured on each image alone) or stored (measured on the training images).", rich_help_panel="Advanced")] = "bootstrap",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Denoise images with a saved model; writes float32 TIFFs (or integer PNGs) in the input's intensity scale."""
+    """Denoise images with a saved model; writes TIFFs with the input's axes, pixel sizes and channel names (float32, or the input's type with --output-dtype input), or integer PNGs, in the input's intensity scale."""
     from .batch import denoise_files
-    from .io import list_images
+    from .inputs import list_inputs
 
     for path in images:  # a typo fails here, before torch is imported
-        list_images(path)
+        list_inputs(path)
     from .model import Model
     from .posterior import NOISE_SOURCES
 
@@ -245,7 +246,7 @@ def denoise(
         net, images, output, overwrite=overwrite, progress=not quiet,
         posterior="auto" if posterior is None else posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
-        tta=tta, noise_model=noise_from, axes=axes)
+        tta=tta, noise_model=noise_from, axes=axes, output_dtype=output_dtype)
     if failed:
         raise typer.Exit(2)
 

@@ -100,6 +100,9 @@ def read_image_nd(path: str | Path, axes: str | None = None) -> tuple[np.ndarray
     else:
         data, found = _read_pillow(path, source)
     _check_pixels(data, source)
+    if data.ndim < 2:
+        raise InputError(f"{source}: has {data.ndim} dimension(s) (shape {data.shape}); "
+                         f"an image needs at least two axes (YX)")
     dtype = data.dtype.name
     final, meta = _resolve_axes(source, data.shape, found, axes)
     out = _float32(data, source)
@@ -131,16 +134,17 @@ def _resolve_axes(source: str, shape: tuple[int, ...], found: _Found,
                 warnings.warn(f"{source}: axes {text!r} given but the file says "
                               f"{found.shown!r}; using {text!r}", UserWarning, stacklevel=3)
             _keep_matching(meta, file_axes, text)
-        return _present(text, meta)
+        return _present(text, {**meta, "axes_from": "user"})
     if found.unknown:
         letter, name = next(iter(found.unknown.items()))
         raise InputError(f"{source}: has a {name!r} axis ({letter} in {shown}) that "
                          f"n2v-cascade has no letter for; name the axes with axes=... "
                          f"(letters from {AXES})")
     if file_axes is None:  # no metadata: the default rules (YX, SYX)
-        return check_axes(None, shape, source), meta
+        return check_axes(None, shape, source), {**meta, "axes_from": "default"}
     if file_axes.count(GENERIC) == 1 and "S" not in file_axes:
         file_axes = file_axes.replace(GENERIC, "S")  # one unnamed axis: a stack of samples
+        meta = {**meta, "axes_from": "default"}
     if GENERIC in file_axes:
         raise InputError(f"{source}: cannot tell the axes of {shown}; name them with "
                          f"axes=... (e.g. 'TZYX', letters from {AXES})")

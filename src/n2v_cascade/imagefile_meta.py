@@ -52,6 +52,8 @@ class ImageMeta:
     either), "npy", "bioio" (CZI/ND2/LIF through bioio) or "other" (PNG/JPEG).
     ``ome_xml`` is an OME-TIFF input's OME-XML, ``imagej_extra`` the ImageJ entries of
     :data:`IMAGEJ_KEPT` (display ranges, LUTs, labels, info) to carry to the output.
+    ``axes_from`` says where ``axes`` came from, so that a caller with its own defaults
+    (a 3-D model reads a 3-D array as ZYX) can apply them to guessed axes only.
     """
 
     axes: str
@@ -63,6 +65,7 @@ class ImageMeta:
     kind: str
     ome_xml: str | None = None
     imagej_extra: dict[str, Any] = field(default_factory=dict)
+    axes_from: str = "file"  # "file" (metadata), "user" (axes=...) or "default" (guessed)
 
 
 def describe(meta: ImageMeta, shape: Sequence[int]) -> str:

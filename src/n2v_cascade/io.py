@@ -26,6 +26,7 @@ from n2v_cascade.formats import (
     FORMATS_EXTRA_SUFFIXES,
     check_formats_extra,
     png_pixels,
+    require_formats_extra,
     tifffile_log,
 )
 
@@ -67,20 +68,26 @@ def read_image(
     return _finish(data, source, plan, channels, allow_constant)
 
 
-def list_images(path: str | Path) -> list[Path]:
+def list_images(path: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """List the image files to read for one command-line input.
 
     A file gives ``[file]``; a directory gives its image files (by suffix, sorted by name,
     non-recursive, hidden files skipped). Missing paths and folders without images raise
-    :class:`InputError` so that a typo is reported before any work starts.
+    :class:`InputError` so that a typo is reported before any work starts. ``suffixes``
+    that include the microscope formats (CZI, ND2, LIF) accept them when the ``formats``
+    extra is installed and name the extra otherwise.
     """
     path = Path(path)
     source = str(path)
+    extra = set(FORMATS_EXTRA_SUFFIXES) <= set(suffixes)
     if not path.is_dir():
         if not os.path.lexists(path):
             raise InputError(f"{source}: no such file or folder")
-        check_formats_extra(path, source)
-        _check_suffix(path, source, IMAGE_SUFFIXES, "file")
+        if extra:
+            require_formats_extra(path, source)
+        else:
+            check_formats_extra(path, source)
+        _check_suffix(path, source, suffixes, "file")
         return [path]
     try:
         entries = list(path.iterdir())
@@ -89,13 +96,17 @@ def list_images(path: str | Path) -> list[Path]:
     images = sorted(
         p
         for p in entries
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()
     )
+    for p in (images if extra else []):
+        if p.suffix.lower() in FORMATS_EXTRA_SUFFIXES:
+            require_formats_extra(p, str(p))
+            break
     if not images:
         other = sorted(p for p in entries if p.suffix.lower() in FORMATS_EXTRA_SUFFIXES)
         if other:
             check_formats_extra(other[0], source)
-        shown = ", ".join(IMAGE_SUFFIXES)
+        shown = ", ".join(suffixes)
         raise InputError(f"{source}: folder contains no image files (looked for {shown})")
     return images
 

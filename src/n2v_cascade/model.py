@@ -99,7 +99,7 @@ class Model:
         ``image`` is an array with ``axes`` (default YX, or SYX for a stack) or a file;
         outputs have the image's shape.
         """
-        image = _as_float_image(image, axes)
+        image, axes = _as_float_image(image, axes, self.config.dims)
         lay = self.layout(image.shape, axes)
         est = self._predict_samples(to_samples(image, lay), tile=tile, overlap=overlap,
                                     batch_size=batch_size, tta=tta, progress=progress)
@@ -157,7 +157,7 @@ class Model:
         ``info``, a list, receives one dict per sample (2-D image) saying whether the
         posterior was used, with the estimates behind an ``auto`` choice.
         """
-        image = _as_float_image(image, axes)
+        image, axes = _as_float_image(image, axes, self.config.dims)
         lay = self.layout(image.shape, axes)
         samples = to_samples(image, lay)
         est = self._predict_samples(samples, **kwargs)
@@ -301,15 +301,15 @@ def _order(key: str) -> int:
     return {"mean": 0, "var": 1}.get(key, 2)
 
 
-def _as_float_image(image: np.ndarray | str | Path, axes: str | None = None) -> np.ndarray:
-    """A checked float32 image from an array or an image file (all axes kept when they
-    are named or there are more than three)."""
-    from .io import read_image, validate_array, validate_nd
+def _as_float_image(image: np.ndarray | str | Path, axes: str | None = None,
+                    dims: int | str = 2) -> tuple[np.ndarray, str | None]:
+    """A checked float32 image from an array or an image file, and its axes (a file's
+    own unless ``axes`` is given; all axes kept when they are named or more than three)."""
+    from .inputs import load_inputs, read_input
 
     if isinstance(image, str | Path):
-        return read_image(image, allow_constant=True)
+        item = read_input(image, axes, dims, allow_constant=True)
+        return item.data, item.axes
     if not isinstance(image, np.ndarray):
         raise InputError(f"expected a numpy array or an image path, got {type(image).__name__}")
-    if axes is not None or image.ndim >= 4:
-        return validate_nd(image, "array", allow_constant=True)
-    return validate_array(image, "array", allow_constant=True)
+    return load_inputs(image, axes, dims, allow_constant=True)[0].data, axes

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from .axes import choose_dims, planes, samples_of
+from .axes import choose_dims, layout, planes, to_samples
 from .checkpoints import (
     catch_sigint,
     claim_output,
@@ -31,7 +31,7 @@ from .checkpoints import (
 from .config import TrainConfig, update_config
 from .data import PatchSampler, default_steps_per_epoch, split_train_val
 from .errors import InputError, N2VError, TrainingDivergedError
-from .io import load_images
+from .inputs import Input, load_inputs
 from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
@@ -104,15 +104,15 @@ def train(
         Called with a :class:`StepInfo` after every step; returning True stops cleanly.
     """
     config = config or TrainConfig()
-    named = load_images(images, axes)
+    inputs = load_inputs(images, axes, config.dims)
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = prepare_output(out, resume, overwrite)
     resume = resume and ckpt_path is not None and ckpt_path.exists()
     if time_limit is not None and not time_limit > 0:
         raise InputError(f"time limit must be positive, got {time_limit}")
 
-    config = _resolve_dims(config, named, axes)
-    raw, names = samples_of([a for _, a in named], [n for n, _ in named], axes, config.dims)
+    config = _resolve_dims(config, inputs)
+    raw, names = _samples(inputs, config)
     config = _settings_for_data(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
     method = get_method(config)
@@ -297,13 +297,26 @@ class _Loop:
             f"the images are not dominated by outliers{kept}")
 
 
-def _resolve_dims(config: TrainConfig, named: Sequence[tuple[str, np.ndarray]],
-                  axes: str | None) -> TrainConfig:
+def _resolve_dims(config: TrainConfig, inputs: Sequence[Input]) -> TrainConfig:
     """Replace ``dims: auto`` by 2 or 3 (3 when every image has enough Z slices)."""
     if config.dims != "auto":
         return config
-    dims = min(choose_dims("auto", a.shape, axes) for _, a in named)
+    dims = min(choose_dims("auto", i.data.shape, i.axes) for i in inputs)
     return update_config(config, "training images", dims=dims)
+
+
+def _samples(inputs: Sequence[Input], config: TrainConfig
+             ) -> tuple[list[np.ndarray], list[str]]:
+    """Every training sample of every image (each with its own axes), and its name."""
+    raw: list[np.ndarray] = []
+    names: list[str] = []
+    for item in inputs:
+        lay = layout(item.data.shape, item.axes, config.dims, source=item.name,
+                     joint=config.channels == "joint")
+        samples = to_samples(item.data, lay)
+        raw.extend(samples)
+        names.extend([item.name] * len(samples))
+    return raw, names
 
 
 def training_patch(config: TrainConfig, samples: Sequence[np.ndarray]) -> tuple[int, ...]:
