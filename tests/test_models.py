@@ -140,9 +140,9 @@ def test_unet_is_not_blind() -> None:
 # ---------------------------------------------------------------- blind-spot network
 
 
-def test_blindspot_is_2d_only() -> None:
-    with pytest.raises(ValueError, match="2-D only"):
-        BlindSpotNet(ndim=3)
+def test_blindspot_rejects_other_ndim() -> None:
+    with pytest.raises(InputError, match="ndim"):
+        BlindSpotNet(ndim=4)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 7), (13, 5), (17, 23), (33, 8)])

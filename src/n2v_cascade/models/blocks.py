@@ -3,19 +3,18 @@
 Every block takes ``ndim`` (2 or 3) so the same code builds 2-D and 3-D networks, and a
 ``shift`` flag. ``shift=True`` makes the block *causal* in the vertical (second-to-last)
 axis, as in the blind-spot network of Laine et al. (2019): an output at row ``r`` depends
-only on inputs at rows ``<= r``. The causal variant is 2-D only.
+only on inputs at rows ``<= r``; along X (and Z in 3-D) it is an ordinary block.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import autocast_dtype
+from .causal import CausalConvReLU, causal_pad, fused_causal, use_fused
 
 __all__ = [
     "Conv",
@@ -24,6 +23,7 @@ __all__ = [
     "MaxBlurPool",
     "Up",
     "conv_class",
+    "conv_function",
     "fused_causal",
     "inference_chunks",
     "init_weights",
@@ -36,31 +36,11 @@ __all__ = [
 # of a 512 x 512 tile batch would otherwise hold several GB of feature maps).
 INFERENCE_CHUNK_PIXELS = 2**18
 
-_FUSED = {"causal": True}
 
-
-@contextlib.contextmanager
-def fused_causal(enabled: bool) -> Iterator[None]:
-    """Switch the fused causal convolution on or off (off = the plain pad-then-convolve form).
-
-    Both compute the same function; the plain form is the reference for equivalence tests
-    and for counting the architecture's FLOPs without the fused form's extra top-row
-    convolution.
-    """
-    previous = _FUSED["causal"]
-    _FUSED["causal"] = enabled
-    try:
-        yield
-    finally:
-        _FUSED["causal"] = previous
-
-
-def _check_ndim(ndim: int, shift: bool = False) -> None:
-    """Validate the spatial dimensionality (and that ``shift`` is only used in 2-D)."""
+def _check_ndim(ndim: int) -> None:
+    """Validate the spatial dimensionality."""
     if ndim not in (2, 3):
         raise ValueError(f"ndim must be 2 or 3, got {ndim}")
-    if shift and ndim != 2:
-        raise ValueError("shifted (causal) blocks are 2-D only (ndim=2)")
 
 
 def conv_class(ndim: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
@@ -69,10 +49,17 @@ def conv_class(ndim: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
     return nn.Conv2d if ndim == 2 else nn.Conv3d
 
 
-def shift_down(x: torch.Tensor, rows: int = 1) -> torch.Tensor:
-    """Shift a 2-D feature map down by ``rows`` (zero rows in at the top, bottom rows out).
+def conv_function(ndim: int) -> Callable[..., torch.Tensor]:
+    """Return ``F.conv2d`` or ``F.conv3d`` for ``ndim`` spatial dimensions."""
+    _check_ndim(ndim)
+    return F.conv2d if ndim == 2 else F.conv3d
 
-    Used at the end of the blind-spot branch so that each output's receptive field lies
+
+def shift_down(x: torch.Tensor, rows: int = 1) -> torch.Tensor:
+    """Shift a feature map down by ``rows`` along Y (zero rows in at the top, bottom out).
+
+    Acts on the second-to-last axis, so on 2-D and 3-D maps alike. Applied to the input
+    of a causal branch of the blind-spot network, it puts each output's receptive field
     *strictly* above it.
     """
     if rows <= 0:
@@ -134,78 +121,6 @@ def pad_to_multiple(
     return F.pad(x, pads, mode=mode), index
 
 
-def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
-    """The dtype a convolution runs in: the autocast dtype if autocast is on, else the inputs'."""
-    return autocast_dtype(x) or torch.result_type(x, weight)
-
-
-class _CausalConvReLU(torch.autograd.Function):
-    """``relu(causal_conv(x))`` for a stride-1 ``k x k`` kernel, without padded copies.
-
-    Output row ``r`` must see input rows ``r - k + 1 .. r`` (zeros above the image). For
-    ``r >= h`` (``h = k // 2``) that is row ``r - h`` of the ordinary "same" convolution, so
-    the same convolution is computed once and its rows are moved down by ``h`` during the
-    ReLU, which has to read and write every element anyway. The ``h`` top rows are a
-    tiny separate convolution. The backward mirrors this, so no full-size tensor is
-    padded, cropped or accumulated.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):  # noqa: D102
-        dtype = _compute_dtype(x, weight)
-        with torch.autocast(x.device.type, enabled=False):
-            x = x.to(dtype)
-            w = weight.to(dtype)
-            b = bias.to(dtype) if bias is not None else None
-            kh, kw = w.shape[-2:]
-            h, pw = kh // 2, kw // 2
-            y = F.conv2d(x, w, b, padding=(h, pw))
-            top = F.conv2d(_top_rows(x, kh, pw), w, b)
-            out = torch.empty_like(y)
-            torch.clamp_min(y[:, :, : y.shape[2] - h], 0, out=out[:, :, h:])
-            torch.clamp_min(top, 0, out=out[:, :, :h])
-        ctx.save_for_backward(x, w, out)
-        ctx.has_bias = bias is not None
-        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):  # noqa: D102
-        x, w, out = ctx.saved_tensors
-        kh, kw = w.shape[-2:]
-        h, pw = kh // 2, kw // 2
-        rows = out.shape[2]
-        grad = grad.to(out.dtype)
-        g_main = torch.empty_like(out)
-        g_main[:, :, rows - h:].zero_()
-        torch.ops.aten.threshold_backward.grad_input(
-            grad[:, :, h:], out[:, :, h:], 0, grad_input=g_main[:, :, : rows - h]
-        )
-        g_top = torch.ops.aten.threshold_backward(grad[:, :, :h], out[:, :, :h], 0)
-        need = ctx.needs_input_grad
-        mask = [need[0], need[1], need[2] and ctx.has_bias]
-        bias_sizes = [w.shape[0]] if ctx.has_bias else None
-        conv_bwd = torch.ops.aten.convolution_backward
-        gx, gw, gb = conv_bwd(g_main, x, w, bias_sizes, [1, 1], [h, pw], [1, 1], False,
-                              [0, 0], 1, mask)
-        top_x = _top_rows(x, kh, pw)
-        tx, tw, tb = conv_bwd(g_top, top_x, w, bias_sizes, [1, 1], [0, 0], [1, 1], False,
-                              [0, 0], 1, [need[0], mask[1], mask[2]])
-        if gx is not None:
-            gx[:, :, :h] += tx[:, :, kh - 1:, pw: tx.shape[3] - pw]
-        if gw is not None:
-            gw = (gw + tw).to(ctx.dtypes[0])
-        if gb is not None:
-            gb = (gb + tb).to(ctx.dtypes[1])
-        return gx, gw, gb
-
-
-def _top_rows(x: torch.Tensor, kh: int, pw: int) -> torch.Tensor:
-    """The first ``kh // 2`` rows of ``x``, zero-padded as the causal convolution sees them."""
-    return F.pad(x[:, :, : kh // 2], (pw, pw, kh - 1, 0))
-
-
 class Conv(nn.Module):
     """A ``k x k`` convolution with "same" padding, optionally causal (shifted) and ReLU'd.
 
@@ -213,9 +128,10 @@ class Conv(nn.Module):
     and none at the bottom: this equals ordinary padding followed by shifting the output
     down by ``k // 2`` rows, so output row ``r`` only sees input rows ``r - k + 1 .. r``.
     With ``stride=2`` the output has ``ceil(size / 2)`` rows/columns in both modes and row
-    ``R`` only sees input rows ``<= 2R`` (a causal strided convolution). ``relu=True``
-    applies a ReLU; for the stride-1 causal case it is fused with the shift (see
-    :class:`_CausalConvReLU`), which avoids padded copies of the feature maps.
+    ``R`` only sees input rows ``<= 2R`` (a causal strided convolution). Along X (and Z)
+    the padding is the ordinary "same" one in both modes. ``relu=True`` applies a ReLU;
+    for the stride-1 causal case it is fused with the shift (see :class:`CausalConvReLU`),
+    which avoids padded copies of the feature maps.
     """
 
     def __init__(
@@ -229,21 +145,21 @@ class Conv(nn.Module):
         relu: bool = False,
     ) -> None:
         super().__init__()
-        _check_ndim(ndim, shift)
+        _check_ndim(ndim)
         self.shift = shift
         self.relu = relu
         half = kernel_size // 2
         self.conv = conv_class(ndim)(
             in_channels, out_channels, kernel_size, stride=stride, padding=0 if shift else half
         )
-        # (left, right, top, bottom) for the causal variant.
-        self._causal_pad = (half, half, kernel_size - 1, 0)
+        # F.pad widths of the causal variant: X, then Y (top, bottom), then Z.
+        self._causal_pad = causal_pad(kernel_size, ndim)
         self._fused = shift and relu and stride == 1 and kernel_size > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the convolution (and the ReLU if asked for)."""
-        if self._fused and _FUSED["causal"]:
-            return _CausalConvReLU.apply(x, self.conv.weight, self.conv.bias)
+        if self._fused and use_fused():
+            return CausalConvReLU.apply(x, self.conv.weight, self.conv.bias)
         if self.shift and any(self._causal_pad):
             x = F.pad(x, self._causal_pad)
         y = self.conv(x)
@@ -293,7 +209,7 @@ class MaxBlurPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Downsample ``x`` by 2 along every spatial axis."""
         pool = F.max_pool2d if self.ndim == 2 else F.max_pool3d
-        conv = F.conv2d if self.ndim == 2 else F.conv3d
+        conv = conv_function(self.ndim)
         x = pool(F.pad(x, (0, 1) * self.ndim, mode="replicate"), kernel_size=2, stride=1)
         x = F.pad(x, (1, 1) * self.ndim, mode="replicate")
         return conv(x, self.blur.to(x.dtype), stride=2, groups=self.channels)
@@ -333,7 +249,7 @@ class Up(nn.Module):
         self, in_channels: int, out_channels: int, ndim: int = 2, shift: bool = False
     ) -> None:
         super().__init__()
-        _check_ndim(ndim, shift)
+        _check_ndim(ndim)
         self.shift = shift
         self.mode = "nearest" if shift else ("bilinear" if ndim == 2 else "trilinear")
         self.conv = Conv(in_channels, out_channels, 3, ndim=ndim, shift=shift, relu=True)

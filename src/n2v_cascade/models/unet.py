@@ -54,7 +54,7 @@ class UNetBackbone(nn.Module):
         Keep the skip connection at full resolution; N2V2 drops it (``False``) because
         it carries the high-frequency checkerboard artefacts.
     shift
-        Build causal blocks (blind-spot network, 2-D only).
+        Build causal blocks (blind-spot network): causal along Y, ordinary along X, Z.
     growth
         Channel multiplier from one level to the next (2 = the classic U-Net; 1 keeps
         every level at ``width`` channels, about 3x fewer FLOPs for the same top width).
