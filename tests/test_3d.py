@@ -122,8 +122,9 @@ def test_3d_split_holds_out_a_strip_and_cuts_3d_validation_patches() -> None:
 
 
 @pytest.mark.parametrize("variant", ["n2v", "n2v2", "structured", "probabilistic",
-                                     "neighbor2neighbor", "recorrupted"])
-def test_every_masked_and_dense_method_trains_in_3d_and_reloads_identically(
+                                     "neighbor2neighbor", "recorrupted", "blindspot",
+                                     "probabilistic-blindspot"])
+def test_every_method_trains_in_3d_and_reloads_identically(
         variant, tmp_path) -> None:
     vol = _volume()
     model = train(vol, _config(variant), axes="ZYX", output_dir=tmp_path / "m",
@@ -202,3 +203,13 @@ def test_3d_probabilistic_model_gives_posterior_and_uncertainty() -> None:
     with pytest.warns(UserWarning, match="counted twice"):
         mean, std = model.denoise(vol, axes="ZYX", posterior=True, return_std=True)
     assert mean.shape == std.shape == vol.shape and (std > 0).all()
+
+
+def test_3d_blind_spot_posterior_is_chosen_per_volume_without_ground_truth() -> None:
+    vols = np.stack([_volume((6, 16, 16), seed=s) for s in range(2)])
+    model = train(vols, _config("probabilistic-blindspot"), axes="SZYX", progress=False)
+    assert model.config.network.blind_radius == 0  # auto, from the YX planes
+    info: list = []
+    mean = model.denoise(vols, axes="SZYX", info=info)
+    assert mean.shape == vols.shape
+    assert len(info) == 2 and all("score_prior" in r and "score_posterior" in r for r in info)

@@ -80,13 +80,16 @@ class Model:
     def receptive_radius(self) -> int:
         """How far (pixels) the network looks; tiles overlap by this much."""
         if self._radius is None:
-            # Probed on a one-channel-wide twin: same kernels and strides, tiny activations.
+            # Probed on a one-channel-wide 2-D twin: same kernels and strides, tiny
+            # activations. A 3-D network reaches as far along every axis as its 2-D twin
+            # does along Y and X (every layer has the same kernel and stride on each
+            # axis; test_models_3d checks it), and a 3-D probe would need a 320^3 volume.
             narrow = self.config.network.model_copy(update={"width": 1})
             with torch.random.fork_rng(devices=[]):  # its initial weights are not used
-                twin = get_method(self.config.model_copy(update={"network": narrow}))
+                twin = get_method(self.config.model_copy(update={"network": narrow,
+                                                                 "dims": 2}))
                 net = twin.build_network()
-            self._radius = probe_radius(net, 2 ** self.config.network.depth,
-                                        ndim=self.config.dims)
+            self._radius = probe_radius(net, 2 ** self.config.network.depth)
         return self._radius
 
     def predict(
