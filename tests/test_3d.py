@@ -213,3 +213,42 @@ def test_3d_blind_spot_posterior_is_chosen_per_volume_without_ground_truth() -> 
     mean = model.denoise(vols, axes="SZYX", info=info)
     assert mean.shape == vols.shape
     assert len(info) == 2 and all("score_prior" in r and "score_posterior" in r for r in info)
+
+
+# --- channels ----------------------------------------------------------------------
+
+
+def test_joint_channels_are_the_networks_channels_and_reload_identically(tmp_path) -> None:
+    two = np.stack([_volume((6, 16, 16), seed=0), 3 * _volume((6, 16, 16), seed=1)])
+    model = train(two, _config(channels="joint"), axes="CZYX", output_dir=tmp_path / "m",
+                  progress=False)
+    assert model.config.n_channels == 2
+    first = next(model.network.parameters())
+    assert first.shape[1] == 2  # both channels go into the first convolution
+    out = model.denoise(two, axes="CZYX")
+    assert out.shape == two.shape
+    np.testing.assert_array_equal(Model.load(tmp_path / "m").denoise(two, axes="CZYX"), out)
+    with pytest.raises(InputError, match="--channels independent"):
+        train(two, _config("probabilistic", channels="joint"), axes="CZYX",
+              progress=False).denoise(two, axes="CZYX", return_std=True)
+
+
+def test_joint_loss_scores_every_channel() -> None:
+    from n2v_cascade.methods import get_method
+
+    method = get_method(_config(channels="joint", n_channels=2))
+    target = torch.zeros(1, 2, 4, 4)
+    output = torch.zeros(1, 2, 4, 4)
+    output[:, 1] = 1.0  # wrong in the second channel only
+    assert float(method.loss(output, target, None)) == pytest.approx(0.5)
+
+
+def test_independent_channels_are_samples_and_joint_needs_equal_channel_counts() -> None:
+    two = np.stack([_volume((6, 16, 16), seed=0), _volume((6, 16, 16), seed=1)])
+    model = train(two, _config(), axes="CZYX", progress=False)
+    assert model.config.n_channels == 1
+    assert model.denoise(two, axes="CZYX").shape == two.shape
+    with pytest.raises(InputError, match="different channel counts"):
+        train([two, two[:1]], _config(channels="joint"), axes="CZYX", progress=False)
+    with pytest.raises(InputError, match="n_channels"):
+        tiny_config(n_channels=2)

@@ -13,7 +13,6 @@ import itertools
 import pytest
 import torch
 
-from n2v_cascade.errors import InputError
 from n2v_cascade.models import BlindSpotNet, UNet, blocks
 from n2v_cascade.models import blindspot as blindspot_module
 from n2v_cascade.models.blocks import Conv, fused_causal, shift_down
@@ -187,6 +186,14 @@ def test_blindspot_3d_hides_every_channel_of_the_voxel() -> None:
     _check_blind_cube(_positive(net), torch.rand(1, 2, 5, 9, 7), voxels)
 
 
+def test_blindspot_3d_ring_residual_per_channel_stays_blind() -> None:
+    """Joint channels with the ring mean: each channel's ring skips the voxel itself."""
+    net = BlindSpotNet(in_channels=2, out_channels=2, depth=2, width=W, ndim=3,
+                       ring_residual=True)
+    voxels = _voxels((5, 9, 7), n=8, seed=3)
+    _check_blind_cube(net, torch.randn(1, 2, 5, 9, 7), voxels, sees_the_rest=False)
+
+
 @pytest.mark.parametrize("ring_residual", [False, True])
 def test_blindspot_3d_radius_hides_the_whole_cube(ring_residual: bool) -> None:
     """blind_radius 1: the 3x3x3 cube, diagonal corners included, is hidden; every voxel
@@ -214,8 +221,6 @@ def test_ring_residual_3d_is_the_shell_mean() -> None:
         assert int(ring.count_nonzero()) == count
         torch.testing.assert_close(ring.sum(), torch.tensor(1.0))
         assert torch.all(ring[0, 0, 1:-1, 1:-1, 1:-1] == 0)
-    with pytest.raises(InputError, match="ring_residual"):
-        BlindSpotNet(in_channels=2, ndim=3, ring_residual=True)
 
 
 # -------------------------------------------------------------------- shapes

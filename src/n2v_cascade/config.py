@@ -112,9 +112,10 @@ class TrainConfig(_Strict):
     ``auto`` (3 when the data have a Z axis of at least ``axes.MIN_AUTO_SLICES``
     slices); the saved config holds the number used. ``patch_size`` is the side of
     the YX patch, ``patch_z`` the depth of a 3-D patch (shrunk to the stack's depth
-    when it has fewer slices). ``channels``: ``independent`` treats a C axis as
-    images of one model, each channel normalised on its own; ``joint`` makes the
-    channels the input and output channels of one network (loss per channel).
+    when it has fewer slices). ``channels``: ``independent`` treats a C axis as a
+    sample axis (every channel is an image of one model); ``joint`` makes the channels
+    the input and output channels of one network (loss per channel), and training sets
+    ``n_channels`` to the data's channel count. One normalisation covers all channels.
     """
 
     variant: str = "n2v"
@@ -122,6 +123,7 @@ class TrainConfig(_Strict):
     patch_size: int = Field(64, ge=8, le=4096)
     patch_z: int = Field(16, ge=1, le=1024)
     channels: Literal["independent", "joint"] = "independent"
+    n_channels: int = Field(1, ge=1, le=64)
     batch_size: int = Field(8, ge=1, le=4096)
     epochs: int = Field(30, ge=1, le=100000)
     steps_per_epoch: int | None = Field(None, ge=1)
@@ -176,6 +178,8 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"patch_size {self.patch_size} must be divisible by 2**depth = {factor}"
             )
+        if self.n_channels > 1 and self.channels != "joint":
+            raise ValueError("n_channels: more than one channel needs channels: joint")
         method_class(self.variant).validate(self)
         return self
 

@@ -80,14 +80,15 @@ class Model:
     def receptive_radius(self) -> int:
         """How far (pixels) the network looks; tiles overlap by this much."""
         if self._radius is None:
-            # Probed on a one-channel-wide 2-D twin: same kernels and strides, tiny
-            # activations. A 3-D network reaches as far along every axis as its 2-D twin
-            # does along Y and X (every layer has the same kernel and stride on each
-            # axis; test_models_3d checks it), and a 3-D probe would need a 320^3 volume.
+            # Probed on a one-channel-wide 2-D twin with one image channel: same kernels
+            # and strides, tiny activations. A 3-D network reaches as far along every
+            # axis as its 2-D twin does along Y and X (every layer has the same kernel
+            # and stride on each axis; test_models_3d checks it), and a 3-D probe would
+            # need a 320^3 volume.
             narrow = self.config.network.model_copy(update={"width": 1})
             with torch.random.fork_rng(devices=[]):  # its initial weights are not used
-                twin = get_method(self.config.model_copy(update={"network": narrow,
-                                                                 "dims": 2}))
+                twin = get_method(self.config.model_copy(update={
+                    "network": narrow, "dims": 2, "n_channels": 1, "channels": "independent"}))
                 net = twin.build_network()
             self._radius = probe_radius(net, 2 ** self.config.network.depth)
         return self._radius
@@ -119,9 +120,9 @@ class Model:
 
     def _predict_one(self, image: np.ndarray, *, tile: int | None, overlap: int | None,
                      batch_size: int, tta: bool, progress: bool) -> dict[str, np.ndarray]:
-        div = 2 ** self.config.network.depth
+        div, channels = 2 ** self.config.network.depth, self.config.n_channels
         overlap = self.receptive_radius() if overlap is None else overlap
-        padded, crop = pad_image(self.normalizer.apply(image), div)
+        padded, crop = pad_image(self.normalizer.apply(image), div, self.config.dims)
         if tile is not None:
             overlap = -(-overlap // div) * div
             tile = tile_shape(tile, self.config.dims, overlap, div)
@@ -133,11 +134,17 @@ class Model:
             return torch.cat([out[k] for k in sorted(out, key=_order)], dim=1)
 
         out = predict_tiled(fn, padded, tile=tile, overlap=overlap, batch_size=batch_size,
-                            tta=tta, progress=progress, divisor=div)[(slice(None), *crop)]
+                            tta=tta, progress=progress, divisor=div,
+                            channels=channels)[(slice(None), *crop)]
         del padded  # a full-size copy; free it before the outputs are converted back
-        result = {"mean": self.normalizer.undo(out[0]).astype(np.float32, copy=False)}
-        if out.shape[0] > 1:
-            result["var"] = self.normalizer.undo_variance(out[1]).astype(np.float32, copy=False)
+        # the outputs' channel blocks: means, then variances; one sample keeps its
+        # channel axis only when it has more than one channel
+        block = (lambda k: out[k * channels:(k + 1) * channels]) if channels > 1 else (
+            lambda k: out[k])
+        result = {"mean": self.normalizer.undo(block(0)).astype(np.float32, copy=False)}
+        if out.shape[0] > channels:
+            result["var"] = self.normalizer.undo_variance(block(1)).astype(np.float32,
+                                                                          copy=False)
         return result
 
     def denoise(
@@ -165,8 +172,12 @@ class Model:
         samples = to_samples(image, lay)
         est = self._predict_samples(samples, **kwargs)
         method = self.method
-        if posterior == "auto" and not (method.predicts_variance and method.blind):
+        if posterior == "auto" and not (method.predicts_variance and method.blind
+                                        and self.config.n_channels == 1):
             posterior = False  # no exact posterior to choose
+        if (posterior or return_std) and self.config.n_channels > 1:
+            raise InputError("posterior and uncertainty need one channel per sample; train "
+                             "with --channels independent")
         if not (posterior or return_std):
             return from_samples(est["mean"], lay)
         if not method.predicts_variance:

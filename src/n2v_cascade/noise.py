@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import numpy as np
 import pydantic
 
-from n2v_cascade.axes import layout, to_samples
 from n2v_cascade.errors import InputError
 
 if TYPE_CHECKING:
@@ -159,13 +158,13 @@ def add_noise(image: np.ndarray, spec: NoiseSpec, seed: int = 0) -> np.ndarray:
 
 
 def _slices(image: np.ndarray, name: str) -> list[np.ndarray]:
-    """2-D slices of a 2-D image or a 3-D (S, Y, X) stack as float64."""
+    """The 2-D YX planes of an image, a stack or a volume (..., Y, X) as float64."""
     x = _as_real_image(image, name)
-    if x.ndim not in (2, 3):
-        raise InputError(f"{name} must be 2-D (Y, X) or 3-D (S, Y, X), got shape {x.shape}")
+    if x.ndim < 2:
+        raise InputError(f"{name} must have Y and X axes, got shape {x.shape}")
     if min(x.shape[-2:]) < 8:
         raise InputError(f"{name} is too small to estimate noise (shape {x.shape}, need >= 8x8)")
-    return list(to_samples(x, layout(x.shape, source=name)))
+    return list(x.reshape(-1, *x.shape[-2:]))
 
 
 def estimate_gaussian_sigma(image: np.ndarray) -> float:

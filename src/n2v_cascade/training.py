@@ -113,6 +113,7 @@ def train(
 
     config = _resolve_dims(config, inputs)
     raw, names = _samples(inputs, config)
+    config = _joint_channels(config, raw, names)
     config = _settings_for_data(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
     method = get_method(config)
@@ -317,6 +318,22 @@ def _samples(inputs: Sequence[Input], config: TrainConfig
         raw.extend(samples)
         names.extend([item.name] * len(samples))
     return raw, names
+
+
+def _joint_channels(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str]
+                    ) -> TrainConfig:
+    """With ``channels: joint``, the network's channel count is the data's C (every image
+    needs the same C)."""
+    if config.channels != "joint":
+        return config
+    spatial = config.dims if isinstance(config.dims, int) else 2
+    counts = {name: (s.shape[0] if s.ndim > spatial else 1) for s, name in zip(raw, names,
+                                                                          strict=True)}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
+        raise InputError(f"--channels joint: the images have different channel counts "
+                         f"({shown}); train each kind separately")
+    return update_config(config, "training images", n_channels=next(iter(counts.values())))
 
 
 def training_patch(config: TrainConfig, samples: Sequence[np.ndarray]) -> tuple[int, ...]:

@@ -66,6 +66,9 @@ class Method:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.kernel = struct_kernel(config)
+        #: Image channels of a sample; outputs hold ``out_channels`` blocks of this many
+        #: (means first, then e.g. log-variances), so the loss is per channel.
+        self.channels = config.n_channels
 
     # -- description -----------------------------------------------------------
     @property
@@ -154,10 +157,12 @@ class Method:
                 raise InputError("network.blind_radius is 'auto' (the blind-spot default): "
                                  "train() chooses it from the training images; give a "
                                  "number to build the network without training")
-            return BlindSpotNet(1, self.out_channels, depth=net.depth, width=net.width,
+            return BlindSpotNet(self.channels, self.out_channels * self.channels,
+                                depth=net.depth, width=net.width,
                                 ndim=ndim, growth=net.growth, blind_radius=net.blind_radius,
                                 ring_residual=bool(net.ring_residual))
-        return UNet(1, self.out_channels, depth=net.depth, width=net.width, ndim=ndim,
+        return UNet(self.channels, self.out_channels * self.channels, depth=net.depth,
+                    width=net.width, ndim=ndim,
                     growth=net.growth, **self.unet_options())
 
     def unet_options(self) -> dict[str, Any]:
@@ -184,7 +189,7 @@ class Method:
     def loss(self, output: torch.Tensor, target: torch.Tensor,
              mask: torch.Tensor | None) -> torch.Tensor:
         """Mean squared error on the scored pixels."""
-        return masked_mean((output[:, :1] - target) ** 2, mask)
+        return masked_mean((output[:, :self.channels] - target) ** 2, mask)
 
     def step_loss(self, patches: torch.Tensor, generator: torch.Generator,
                   run: Runner) -> torch.Tensor:
@@ -201,7 +206,7 @@ class Method:
     # -- prediction ------------------------------------------------------------
     def estimate(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named estimates from the raw network output: ``mean``, and ``var`` if predicted."""
-        return {"mean": output[:, :1]}
+        return {"mean": output[:, :self.channels]}
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -97,11 +97,11 @@ class Neighbor2Neighbor(Method):
         """Sub-sample a neighbour pair, score the mapping on all pixels, regularise."""
         first, second = neighbour_pair(patches.shape, generator)
         g1, g2 = subsample(patches, first), subsample(patches, second)
-        diff = run(g1)[:, :1] - run.put(g2)
+        diff = run(g1)[:, :self.channels] - run.put(g2)
         loss = (diff ** 2).mean()
         if self.gamma:
             with torch.no_grad():
-                full = run(patches)[:, :1]
+                full = run(patches)[:, :self.channels]
                 gap = subsample(full, first) - subsample(full, second)
             loss = loss + self.gamma * ((diff - gap) ** 2).mean()
         return loss

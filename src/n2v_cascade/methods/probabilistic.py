@@ -53,8 +53,9 @@ class Probabilistic(Method):
 
     def loss(self, output: torch.Tensor, target: torch.Tensor,
              mask: torch.Tensor | None) -> torch.Tensor:
-        mean = output[:, :1]
-        logvar = output[:, 1:2].clamp(LOGVAR_MIN, LOGVAR_MAX)
+        c = self.channels
+        mean = output[:, :c]
+        logvar = output[:, c:2 * c].clamp(LOGVAR_MIN, LOGVAR_MAX)
         if self.config.mean_loss == "mse":
             nll = gaussian_nll((target - mean.detach()) ** 2, logvar)
             return masked_mean(0.5 * (target - mean) ** 2 + nll, mask)
@@ -67,5 +68,6 @@ class Probabilistic(Method):
         return masked_mean(nll, mask)
 
     def estimate(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
-        logvar = output[:, 1:2].clamp(LOGVAR_MIN, LOGVAR_MAX)
-        return {"mean": output[:, :1], "var": torch.exp(logvar)}
+        c = self.channels
+        logvar = output[:, c:2 * c].clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return {"mean": output[:, :c], "var": torch.exp(logvar)}

@@ -129,4 +129,4 @@ class Recorrupted(Method):
                   run: Runner) -> torch.Tensor:
         """Re-corrupt the batch and score the mapping on all pixels."""
         inputs, target = recorrupt(patches, self.alpha, generator)
-        return ((run(inputs)[:, :1] - run.put(target)) ** 2).mean()
+        return ((run(inputs)[:, :self.channels] - run.put(target)) ** 2).mean()

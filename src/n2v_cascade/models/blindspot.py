@@ -75,8 +75,9 @@ class BlindSpotNet(nn.Module):
         Add the mean of the one-pixel shell just outside the blind square (cube) to the
         first output channel, so the network learns a correction to a blind local
         average instead of the intensity scale itself (which a blind-spot net, unlike a
-        U-Net, learns slowly: far fewer training steps per second). One input channel
-        only.
+        U-Net, learns slowly: far fewer training steps per second). With several
+        channels, each channel's ring mean goes to its own output channel (the first
+        ``in_channels`` outputs are the means).
 
     Raises
     ------
@@ -100,8 +101,6 @@ class BlindSpotNet(nn.Module):
         check_backbone_args(in_channels, depth, width, ndim)
         if blind_radius < 0:
             raise InputError(f"blind_radius must be >= 0, got {blind_radius}")
-        if ring_residual and in_channels != 1:
-            raise InputError(f"ring_residual needs in_channels == 1, got {in_channels}")
         self.shift = blind_radius + 1
         ring = None
         if ring_residual:
@@ -140,8 +139,10 @@ class BlindSpotNet(nn.Module):
         if self.ring is None:
             return y
         conv = conv_function(self.ndim)
-        base = conv(x, self.ring.to(x.dtype), padding=self.ring.shape[-1] // 2)
-        return torch.cat([y[:, :1] + base.to(y.dtype), y[:, 1:]], dim=1)
+        c = self.in_channels  # each channel's own ring mean, added to its mean output
+        ring = self.ring.to(x.dtype).expand(c, *self.ring.shape[1:])
+        base = conv(x, ring, padding=self.ring.shape[-1] // 2, groups=c)
+        return torch.cat([y[:, :c] + base.to(y.dtype), y[:, c:]], dim=1)
 
     def _view(self, x: torch.Tensor, k: int, dims: tuple[int, int]) -> torch.Tensor:
         """The input of one view: rotated, then shifted down so the branch sees strictly up.
