@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Qt (napari plugin tests) renders off screen: no display server is needed.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -64,3 +65,14 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         sys.argv = old
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def shared_data() -> Path:
+    """The shared data folder (``N2V_SHARED_DATA``, else ``../shared/data`` next to the
+    repository, else ``/work/shared/data``); may not exist (tests then skip)."""
+    candidates = [os.environ.get("N2V_SHARED_DATA"),
+                  Path(__file__).resolve().parents[2] / "shared" / "data", "/work/shared/data"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return Path(candidates[1])

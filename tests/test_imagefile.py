@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from conftest import shared_data
 from n2v_cascade.errors import InputError, OutputExistsError
 from n2v_cascade.imagefile import ImageMeta, describe, read_image_nd, write_image_nd
 from n2v_cascade.io import write_image
 
-DATA = Path("/work/shared/data/microscopy_nd")
+DATA = shared_data() / "microscopy_nd"
 CD = DATA / "aicspylibczi_cd_tczyx_multichannel"
 
 

@@ -109,6 +109,10 @@ def export_bioimageio(
         raise OutputExistsError(f"{path}: already exists (pass --overwrite to replace it)")
     if model.config.network.blind_radius == "auto":
         raise InputError("the model's blind radius is unresolved ('auto'); train it first")
+    if model.config.dims != 2 or model.config.n_channels != 1:
+        raise InputError(f"BioImage Model Zoo export covers 2-D one-channel models; this one "
+                         f"is {model.config.dims}-D with {model.config.n_channels} channel(s) "
+                         f"(use the model folder itself)")
     div = 2 ** model.config.network.depth
     halo = -(-model.receptive_radius() // div) * div
     tile = _tile(tile, halo, div)

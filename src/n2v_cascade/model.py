@@ -286,19 +286,18 @@ class Model:
         return model
 
 
-#: Largest default tile side of a 3-D tile in YX and along the depth axis: bounds the
-#: activations of a 3-D network (a 64x192x192 tile of a width-32 U-Net is ~300 MB each).
+#: Largest tile sides of a 3-D tile along the depth axis and in YX for an int ``tile``;
+#: the overlap floor below can raise them (a 3-D network's activations grow with the cube).
 TILE_3D = (64, 192)
 
 
 def tile_shape(tile: int | tuple[int, ...], dims: int, overlap: int, div: int
                ) -> tuple[int, ...]:
     """The tile shape used for a requested ``tile`` (an int: a side for every axis, capped
-    by :data:`TILE_3D` in 3-D): a multiple of ``div`` and large enough to be exact.
-
-    2-D tiles are at least 4x the overlap, so at least a quarter of each is kept (a tile
-    barely above 2x the overlap is exact but mostly wasted work); 3-D tiles at least
-    2x the overlap plus ``div``, because a cube 4x the overlap is too large to hold.
+    by :data:`TILE_3D` in 3-D): a multiple of ``div``, and at least 4x the overlap, so
+    that tiles are exact and at least half of each tile side is kept (a tile barely above
+    2x the overlap would be exact but mostly wasted work; in 3-D the waste is cubed).
+    Tiles larger than the image are clamped to it when cut.
     """
     if isinstance(tile, int):
         sizes = (tile,) * dims if dims == 2 else (min(tile, TILE_3D[0]),
@@ -307,8 +306,7 @@ def tile_shape(tile: int | tuple[int, ...], dims: int, overlap: int, div: int
         sizes = tuple(int(t) for t in tile)
         if len(sizes) != dims:
             raise InputError(f"tile: expected {dims} sizes for a {dims}-D model, got {tile!r}")
-    floor = 4 * overlap if dims == 2 else 2 * overlap + div
-    return tuple(max(-(-t // div) * div, floor, div) for t in sizes)
+    return tuple(max(-(-t // div) * div, 4 * overlap, div) for t in sizes)
 
 
 def _order(key: str) -> int:
