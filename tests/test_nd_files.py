@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import run_cli, shared_data
 
+from conftest import run_cli, shared_data
 from n2v_cascade.imagefile import read_image_nd
 from n2v_cascade.model import Model
 
