@@ -23,7 +23,7 @@ LAYERS = [
     {"posterior", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
     {"checkpoints", "training", "batch", "checkpoint_export"},
-    {"stages", "cascade"},
+    {"stages", "cascade", "cascade_data"},
     {"reproduce", "demo"},
     {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__"},
 ]

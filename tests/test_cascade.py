@@ -73,7 +73,8 @@ def test_two_stage_cascade_writes_all_artefacts(tmp_path, noisy_pair, spy_train)
         assert entry["metrics"]["psnr"] > 0 and entry["gt_free_error"] > 0
     # stage 2 was trained on stage 1's output, not on the noisy image
     stage1 = read_image(s1 / "image.tif")
-    np.testing.assert_array_equal(spy_train[1]["images"][0], stage1)
+    trained_on = spy_train[1]["images"][0]  # the stages' sample layout: (1, Y, X)
+    np.testing.assert_array_equal(trained_on.reshape(stage1.shape), stage1)
     np.testing.assert_allclose(casc.denoise(noisy), read_image(s2 / "image.tif"), atol=1e-5)
     assert len(casc.denoise([noisy, noisy], return_all=True)) == 2
 

@@ -165,3 +165,39 @@ def test_microscope_formats_need_the_formats_extra(tmp_path, capsys) -> None:
         assert 'pip install "n2v-cascade[formats]"' in err and len(err.splitlines()) == 1
     else:
         assert code == 0, err
+
+
+def test_cascade_on_a_multichannel_volume_keeps_axes_and_scores_every_stage(tmp_path) -> None:
+    from n2v_cascade.cascade import Cascade
+
+    data = np.stack([_noisy((6, 24, 24), seed=s) for s in range(2)], axis=1)  # ZCYX
+    src = _imagej(tmp_path / "zc.tif", data, "ZCYX")
+    base = {"dims": 3, "patch_size": 16, "patch_z": 4, "batch_size": 2, "steps_per_epoch": 2,
+            "network": {"depth": 2, "width": 4}}
+    casc = Cascade(["n2v", "probabilistic"], base=base, epochs=1, retrain_epochs=1)
+    casc.fit([str(src)], output_dir=tmp_path / "c", progress=False)
+    stages = casc.manifest["stages"]
+    assert [s["variant"] for s in stages] == ["n2v", "probabilistic"]
+    assert all(np.isfinite(s["gt_free_error"]) for s in stages)
+    assert casc.outputs[1][0].shape == data.shape
+    result, meta = read_image_nd(tmp_path / "c" / "stage2-probabilistic" / "zc.tif")
+    std, _ = read_image_nd(tmp_path / "c" / "stage2-probabilistic" / "zc_std.tif")
+    assert (meta.axes, result.shape, std.shape) == ("ZCYX", data.shape, data.shape)
+    assert meta.physical == pytest.approx({"Z": 0.5, "Y": 0.2, "X": 0.2})
+    np.testing.assert_allclose(casc.denoise(data.astype(np.float32), axes="ZCYX"), result,
+                               atol=1e-3)
+
+
+def test_cli_auto_cascade_on_a_3d_stack(tmp_path, capsys) -> None:
+    src = _imagej(tmp_path / "stack.tif", _noisy((8, 24, 24)), "ZYX")
+    code, out, err = run_cli(["cascade", str(src), "-o", str(tmp_path / "c"), "--stages",
+                              "auto", "--candidates", "n2v,structured", "--max-stages", "2",
+                              "--dims", "3", "--patch-size", "16", "--patch-z", "4",
+                              "--batch-size", "2", "--epochs", "1", "--retrain-epochs", "1",
+                              "--steps-per-epoch", "2", "--depth", "2", "--width", "4"],
+                             capsys)
+    assert code == 0, err
+    assert "manifest:" in out
+    first = tmp_path / "c" / "stage1-n2v" / "stack.tif"
+    chosen = first if first.exists() else tmp_path / "c" / "stage1-structured" / "stack.tif"
+    assert read_image_nd(chosen)[1].axes == "ZYX"

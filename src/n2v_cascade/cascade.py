@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .config import TrainConfig
+from .cascade_data import CascadeImages, prepare_images, reference_samples
+from .config import TrainConfig, update_config
 from .errors import InputError
 from .gtfree import (
     BLOCK,
@@ -36,7 +37,7 @@ from .gtfree import (
     gt_free_errors,
     rank,
 )
-from .io import atomic_write_text, check_output_folder, load_images
+from .io import atomic_write_text, check_output_folder
 from .metrics import default_data_range, evaluate
 from .model import Model
 from .stages import (
@@ -66,18 +67,6 @@ def image_names(named: Sequence[tuple[str, np.ndarray]]) -> list[str]:
             stem, k = f"{base}_{k}", k + 1
         names.append(stem)
     return names
-
-
-def load_reference(reference: object, inputs: Sequence[tuple[str, np.ndarray]]
-                   ) -> list[np.ndarray]:
-    """Clean references, one per input, with matching shapes."""
-    refs = [a for _, a in load_images(reference)]
-    if len(refs) != len(inputs):
-        raise InputError(f"reference: {len(refs)} image(s) given for {len(inputs)} input(s)")
-    for (name, arr), ref in zip(inputs, refs, strict=True):
-        if ref.shape != arr.shape:
-            raise InputError(f"reference: shape {ref.shape} does not match {name} {arr.shape}")
-    return refs
 
 
 def score(outputs: Sequence[np.ndarray], refs: Sequence[np.ndarray], data_range: float
@@ -155,7 +144,7 @@ class Cascade:
                  base: TrainConfig | Mapping | None = None, epochs: int | None = None,
                  retrain_epochs: int | None = None, posterior: bool = False,
                  auto: bool = False, max_stages: int = 4,
-                 gt_free: GTFreeOptions | None = None) -> None:
+                 gt_free: GTFreeOptions | None = None, axes: str | None = None) -> None:
         self.specs = [stages] if isinstance(stages, str) else list(stages)
         if not self.specs:
             raise InputError("stages: at least one stage is needed")
@@ -164,6 +153,8 @@ class Cascade:
         self.base, self.epochs, self.retrain_epochs = base, epochs, retrain_epochs
         self.posterior, self.auto, self.max_stages = posterior, auto, max_stages
         self.gt_free = gt_free or GTFreeOptions()
+        self.axes = axes
+        self._dims: int | None = None  # the network dims, once resolved on the inputs
         self.models: list[Model] = []
         self.model_paths: list[str | None] = []
         self.outputs: list[list[np.ndarray]] = []
@@ -173,9 +164,28 @@ class Cascade:
                 self.config(k, spec)
 
     def config(self, index: int, stage: Stage) -> TrainConfig:
-        """The training config of ``stage`` at position ``index`` (0-based)."""
-        return stage_config(stage, index, self.base, epochs=self.epochs,
-                            retrain_epochs=self.retrain_epochs)
+        """The training config of ``stage`` at position ``index`` (0-based); every stage
+        has the dims resolved on the inputs (``auto`` is resolved once, for all)."""
+        cfg = stage_config(stage, index, self.base, epochs=self.epochs,
+                           retrain_epochs=self.retrain_epochs)
+        if self._dims is None or cfg.dims == self._dims:
+            return cfg
+        if cfg.dims != "auto":
+            raise InputError(f"stage {index + 1}: dims {cfg.dims} differs from the cascade's "
+                             f"{self._dims}; every stage sees the same images")
+        return update_config(cfg, f"stage {index + 1}", dims=self._dims)
+
+    def _images(self, images: object, allow_constant: bool = False,
+                axes: str | None = None) -> CascadeImages:
+        """The inputs in the stages' sample layout (dims from the models or the config);
+        ``axes`` (default: the cascade's) names the axes of arrays or overrides files'."""
+        first = (self.models[0].config if self.models
+                 else stage_config(self.specs[0], 0, self.base))
+        dims = first.dims if self._dims is None else self._dims
+        prepared = prepare_images(images, axes or self.axes, dims,
+                                  first.channels == "joint", allow_constant)
+        self._dims = prepared.dims
+        return prepared
 
     @classmethod
     def from_models(cls, models: Sequence[str | Path | Model], *, posterior: bool = False
@@ -191,21 +201,23 @@ class Cascade:
         return cascade
 
     # -- use ---------------------------------------------------------------------
-    def denoise(self, images: object, *, stages: int | None = None, return_all: bool = False
-                ) -> Any:
+    def denoise(self, images: object, *, stages: int | None = None, return_all: bool = False,
+                axes: str | None = None) -> Any:
         """Apply the trained stages in sequence (an array in, an array out; a list, a list).
 
         ``stages`` limits the chain to its first stages; ``return_all`` returns every
         stage's output. Probabilistic stages give the prior mean unless ``posterior``.
+        ``axes`` names the axes of arrays (default: the cascade's ``axes``).
         """
         if not self.models:
             raise InputError("cascade has no trained stages; call fit() or from_models()")
         single = isinstance(images, np.ndarray)
-        current = [a for _, a in load_images(images)]
+        prepared = self._images(images, allow_constant=True, axes=axes)
+        current = prepared.arrays
         steps = []
         for model in self.models[:stages]:
-            current, _ = stage_outputs(model, current, self.posterior)
-            steps.append(current)
+            current, _ = stage_outputs(model, current, self.posterior, prepared.axes)
+            steps.append([prepared.to_image(i, a) for i, a in enumerate(current)])
         steps = [s[0] if single else s for s in steps]
         return steps if return_all else steps[-1]
 
@@ -237,8 +249,9 @@ class Cascade:
     # -- the loop ----------------------------------------------------------------
     def _run(self, training: bool, images, output_dir, reference, data_range, names,
              resume: bool, overwrite: bool, progress: bool) -> Cascade:
-        named = load_images(images)
-        inputs = [a for _, a in named]
+        prepared = self._images(images)
+        named = list(zip(prepared.names, prepared.arrays, strict=True))
+        inputs = prepared.arrays
         names = list(names) if names is not None else image_names(named)
         if len(names) != len(inputs):
             raise InputError(f"names: {len(names)} given for {len(inputs)} image(s)")
@@ -249,13 +262,13 @@ class Cascade:
                 if min(arr.shape[-2:]) < patch:
                     raise InputError(f"{name}: image {arr.shape[-2]}x{arr.shape[-1]} is smaller "
                                      f"than the patch size {patch}; use a smaller --patch-size")
-        refs = load_reference(reference, named) if reference is not None else None
+        refs = reference_samples(reference, prepared) if reference is not None else None
         if refs is not None and data_range is None:
             data_range = max(default_data_range(r) for r in refs)
         out = Path(output_dir) if output_dir is not None else None
         old = _prepare_dir(out, resume, overwrite)
-        info = [{"name": str(n), "file": f, "shape": list(a.shape), "sha1": digest(a)}
-                for (n, a), f in zip(named, names, strict=True)]
+        info = [{"name": str(n), "file": f, "shape": list(shape), "sha1": digest(a)}
+                for (n, a), f, shape in zip(named, names, prepared.shapes, strict=True)]
         if old and [i["sha1"] for i in old.get("inputs", [])] != [i["sha1"] for i in info]:
             raise InputError(f"{out}: the cascade there was run on other images; use "
                              f"--overwrite to start over")
@@ -290,9 +303,10 @@ class Cascade:
                     parent, cfg.model_dump(mode="json"))
                 res = run_stage(current, cfg, out / sdir if out else None, names, model=given,
                                 posterior=self.posterior, resume=resume, overwrite=overwrite,
-                                progress=progress, reuse_outputs=reuse, retrain=k > 0)
+                                progress=progress, reuse_outputs=reuse, retrain=k > 0,
+                                images=prepared)
                 where = self.model_paths[k] if given else (f"{sdir}/model" if out else None)
-                gt, states = tracker.evaluate(estimate_fn(res.model))
+                gt, states = tracker.evaluate(estimate_fn(res.model, prepared.axes))
                 entry = self._entry(k, sdir, where, parent, res, gt, refs, data_range, names)
                 tried.append((gt, states, res, entry))
                 if progress:
@@ -311,7 +325,7 @@ class Cascade:
             m["rejected"] += [t[3] for t in tried if t[3] is not entry]
             models.append(res.model)
             paths.append(entry["model"])
-            self.outputs.append(res.outputs)
+            self.outputs.append([prepared.to_image(i, o) for i, o in enumerate(res.outputs)])
             current, parent, best = res.outputs, entry["dir"], min(best, gt)
             self._save(out)
         if self.auto and m["auto"]["stopped"] is None:

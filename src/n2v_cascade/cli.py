@@ -26,6 +26,7 @@ from .cli_options import (
     Quiet,
     StepsPerEpoch,
     Width,
+    parse_dims,
     parse_duration,
 )
 from .errors import InputError, N2VError, OutputExistsError
@@ -125,15 +126,6 @@ def _blind_radius(text: str | None) -> int | str | None:
                          ) from None
 
 
-def _dims(text: str | None) -> int | str | None:
-    """``--dims``: 2, 3 or auto."""
-    if text is None or text == "auto":
-        return text
-    if text in ("2", "3"):
-        return int(text)
-    raise InputError(f"--dims: expected 2, 3 or auto, got {text!r}")
-
-
 def _load_mask_file(path: Path) -> list[list[bool]]:
     import numpy as np
 
@@ -198,7 +190,7 @@ def train(
         ema_decay=ema_decay, mask=mask, mask_file=mask_file,
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
-        dims=_dims(dims), patch_z=patch_z, channels=channels,
+        dims=parse_dims(dims), patch_z=patch_z, channels=channels,
     )
     model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
                      resume=resume, overwrite=overwrite, progress=not quiet, device=device,

@@ -12,14 +12,19 @@ from typing import Annotated, Any
 import typer
 
 from .cli_options import (
+    Axes,
     BatchSize,
+    Channels,
     Depth,
+    Dims,
     LearningRate,
     Overwrite,
     PatchSize,
+    PatchZ,
     Quiet,
     StepsPerEpoch,
     Width,
+    parse_dims,
 )
 from .errors import InputError
 
@@ -78,7 +83,7 @@ def _plan(stages: str | None, passes: str | None, variant: str, candidates: str,
 
 
 def cascade(
-    images: Annotated[list[Path], typer.Argument(help="Noisy image files or folders (TIFF, PNG, JPG, NPY).")],
+    images: Annotated[list[Path], typer.Argument(help="Noisy image files or folders (TIFF/OME-TIFF, PNG, JPG, NPY; CZI, ND2, LIF with the formats extra).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for stage models, outputs and cascade.json.")],
     stages: Annotated[str | None, typer.Option(help="Variants per stage, e.g. structured,probabilistic (default), or 'auto'.")] = None,
     passes: Annotated[str | None, typer.Option(help="N stages of --variant (multi-pass), or 'auto'.")] = None,
@@ -96,6 +101,10 @@ def cascade(
     depth: Depth = None,
     width: Width = None,
     precision: Annotated[str | None, typer.Option(help="auto (default), float32 or bfloat16 (see `train --help`).")] = None,
+    axes: Axes = None,
+    dims: Dims = None,
+    patch_z: PatchZ = None,
+    channels: Channels = None,
     reference: Annotated[list[Path] | None, typer.Option("--reference", "-r", help="Clean image(s), one per input, for true metrics per stage.")] = None,
     data_range: Annotated[float | None, typer.Option(help="Intensity range for PSNR/SSIM (default: from the reference).")] = None,
     posterior: Annotated[bool, typer.Option("--posterior", help="Probabilistic stages pass on the posterior mean (default: the prior mean).")] = False,
@@ -106,10 +115,10 @@ def cascade(
     quiet: Quiet = False,
 ) -> None:
     """Progressive retraining: train each stage on the previous stage's output (paper III.D)."""
-    from .io import list_images
+    from .inputs import list_inputs
 
     for path in images:  # a typo fails here, before torch is imported
-        list_images(path)
+        list_inputs(path)
     from .cascade import Cascade
     from .stages import merge_values
 
@@ -121,13 +130,15 @@ def cascade(
         if models is None:
             raise InputError("--inference-only: needs --models DIR1,DIR2,...")
         casc = Cascade.from_models(_split(models, "--models"), posterior=posterior)
+        casc.axes = axes
         casc.apply(inputs, output_dir=output, reference=refs, data_range=data_range,
                    overwrite=overwrite or resume, progress=not quiet)
     else:
         base, per_stage = _yaml_stages(config)
         given = {"steps_per_epoch": steps_per_epoch, "patch_size": patch_size,
                  "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-                 "precision": precision}
+                 "precision": precision, "dims": parse_dims(dims), "patch_z": patch_z,
+                 "channels": channels}
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         net = {k: v for k, v in (("depth", depth), ("width", width)) if v is not None}
         if net:
@@ -137,7 +148,7 @@ def cascade(
         specs = [merge_values(s, own) if isinstance(s, dict) else s for s in specs]
         casc = Cascade(specs, base=merge_values(base, changes), epochs=epochs,
                        retrain_epochs=retrain_epochs, posterior=posterior, auto=auto,
-                       max_stages=max_stages)
+                       max_stages=max_stages, axes=axes)
         casc.fit(inputs, output_dir=output, reference=refs, data_range=data_range,
                  resume=resume, overwrite=overwrite, progress=not quiet)
     if not quiet:

@@ -37,3 +37,14 @@ def parse_duration(text: str | None, option: str = "--time-limit") -> float | No
 
         raise InputError(f"{option}: expected a duration like 90s, 10m or 2h, got {text!r}")
     return seconds
+
+
+def parse_dims(text: str | None) -> int | str | None:
+    """``--dims``: 2, 3 or auto (None: not given)."""
+    if text is None or text == "auto":
+        return text
+    if text in ("2", "3"):
+        return int(text)
+    from .errors import InputError
+
+    raise InputError(f"--dims: expected 2, 3 or auto, got {text!r}")

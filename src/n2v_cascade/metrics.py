@@ -78,13 +78,14 @@ def psnr(x: np.ndarray, ref: np.ndarray, data_range: float) -> float:
 def ssim(x: np.ndarray, ref: np.ndarray, data_range: float) -> float:
     """Structural similarity (scikit-image defaults, 7x7 window).
 
-    A 3-D (S, Y, X) stack gives the mean of the per-slice 2-D SSIMs, because slices of a
-    microscopy stack are usually much further apart than pixels within a slice.
+    A stack or volume (..., Y, X) gives the mean of the 2-D SSIMs of its YX planes,
+    because the slices of a microscopy stack are usually much further apart than pixels
+    within a slice.
     """
     a, b = _pair(x, ref)
     value = _check_range(data_range)
-    if a.ndim not in (2, 3):
-        raise InputError(f"SSIM needs a 2-D (Y, X) or 3-D (S, Y, X) image, got shape {a.shape}")
+    if a.ndim < 2:
+        raise InputError(f"SSIM needs an image with Y and X axes, got shape {a.shape}")
     if min(a.shape[-2:]) < _SSIM_MIN_SIDE:
         raise InputError(
             f"SSIM needs images at least {_SSIM_MIN_SIDE}x{_SSIM_MIN_SIDE} pixels, "
@@ -92,6 +93,7 @@ def ssim(x: np.ndarray, ref: np.ndarray, data_range: float) -> float:
         )
     if a.ndim == 2:
         return float(structural_similarity(a, b, data_range=value))
+    a, b = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
     per_slice = [structural_similarity(s, r, data_range=value) for s, r in zip(a, b, strict=True)]
     return float(np.mean(per_slice))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .cascade_data import CascadeImages
 from .config import TrainConfig, make_config
 from .errors import InputError
 from .gtfree import Denoiser
@@ -110,18 +111,21 @@ class StageResult:
     seconds: float  # wall time of this call
 
 
-def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = False
+def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = False,
+                  axes: str | None = None
                   ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """Denoise with one model; probabilistic models also give the predicted signal std."""
-    if not model.method.predicts_variance:
-        return [model.denoise(im, posterior=False) for im in images], None
-    pairs = [model.denoise(im, posterior=posterior, return_std=True) for im in images]
+    """Denoise with one model; probabilistic models also give the predicted signal std.
+    Joint-channel models give no std (their posterior is not defined per channel)."""
+    if not model.method.predicts_variance or model.config.n_channels > 1:
+        return [model.denoise(im, axes=axes, posterior=False) for im in images], None
+    pairs = [model.denoise(im, axes=axes, posterior=posterior, return_std=True)
+             for im in images]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def estimate_fn(model: Model) -> Denoiser:
+def estimate_fn(model: Model, axes: str | None = None) -> Denoiser:
     """What the GT-free estimate runs for a stage: the output passed on (prior mean)."""
-    return lambda x: model.denoise(x, posterior=False)
+    return lambda x: model.denoise(x, axes=axes, posterior=False)
 
 
 def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
@@ -137,10 +141,11 @@ def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
     return want == have
 
 
-def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
+def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path | None,
               names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
               resume: bool = False, overwrite: bool = False, progress: bool = True,
-              reuse_outputs: bool = False, retrain: bool = False) -> StageResult:
+              reuse_outputs: bool = False, retrain: bool = False,
+              images: CascadeImages | None = None) -> StageResult:
     """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
 
     ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
@@ -148,8 +153,11 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     without ``stage_dir``). With ``resume`` a complete model with the same config is
     loaded instead of retrained, a checkpoint is continued, and outputs are read back
     when ``reuse_outputs`` and all are present. ``retrain`` (a later cascade stage, trained
-    on a denoised input) silences the correlated-noise warning.
+    on a denoised input) silences the correlated-noise warning. ``images`` (the cascade's
+    inputs) gives the arrays' axes and writes each result with its input's axes and
+    metadata; without it the arrays are YX images or SYX stacks.
     """
+    axes = images.axes if images is not None else None
     t0 = time.perf_counter()
     model_dir = stage_dir / "model" if stage_dir is not None else None
     trained = model is None
@@ -163,17 +171,34 @@ def run_stage(images: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
         with warnings.catch_warnings():
             if retrain:  # a denoised input's leftover noise is correlated by construction
                 warnings.filterwarnings("ignore", "noise looks spatially correlated")
-            model = train(list(images), config, output_dir=model_dir, resume=again,
-                          overwrite=overwrite or resume, progress=progress)
+            model = train(list(inputs), config, axes=axes, output_dir=model_dir,
+                          resume=again, overwrite=overwrite or resume, progress=progress)
     paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
     std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
-                 if model.method.predicts_variance]
+                 if model.method.predicts_variance and model.config.n_channels == 1]
     if not trained and reuse_outputs and all(p.is_file() for p in [*paths, *std_paths]):
-        outs = [read_image(p, allow_constant=True) for p in paths]
-        stds = [read_image(p, allow_constant=True) for p in std_paths] or None
+        outs = [_read(p, i, images) for i, p in enumerate(paths)]
+        stds = [_read(p, i, images) for i, p in enumerate(std_paths)] or None
     else:
-        outs, stds = stage_outputs(model, images, posterior)
-        for path, img in zip(paths + std_paths, outs + (stds or []) if paths else [],
-                             strict=True):
-            write_image(path, img, overwrite=overwrite or resume)
+        outs, stds = stage_outputs(model, inputs, posterior, axes)
+        for i, (path, img) in enumerate(zip(paths + std_paths,
+                                            outs + (stds or []) if paths else [],
+                                            strict=True)):
+            _write(path, img, i % len(inputs), images, overwrite or resume)
     return StageResult(model, outs, stds, trained, time.perf_counter() - t0)
+
+
+def _write(path: Path, image: np.ndarray, index: int, images: CascadeImages | None,
+           overwrite: bool) -> None:
+    """One stage result: with its input's axes and metadata, or as a YX/SYX TIFF."""
+    if images is None:
+        write_image(path, image, overwrite=overwrite)
+    else:
+        images.write(index, path, image, overwrite)
+
+
+def _read(path: Path, index: int, images: CascadeImages | None) -> np.ndarray:
+    """Read back a result written by :func:`_write`."""
+    if images is None:
+        return read_image(path, allow_constant=True)
+    return images.read(index, path)
