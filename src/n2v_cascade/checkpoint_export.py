@@ -18,7 +18,7 @@ from .model import CHECKPOINT
 
 if TYPE_CHECKING:
     from .model import Model
-def export_checkpoint(folder: str | Path, images: object) -> Model:
+def export_checkpoint(folder: str | Path, images: object, axes: str | None = None) -> Model:
     """Write ``folder``'s model files from ``folder/checkpoint.pt``; return the Model.
 
     Parameters
@@ -28,10 +28,11 @@ def export_checkpoint(folder: str | Path, images: object) -> Model:
     images
         The training images (array(s) or path(s), as given to ``train``); the
         normalisation and, for probabilistic models, the noise model are fitted on them.
+    axes
+        Axes of the images, as given to ``train`` (files: their own by default).
     """
-    from .axes import samples_of
     from .config import make_config
-    from .io import load_images
+    from .inputs import load_inputs
     from .methods import get_method
     from .model import META, Model
     from .noise import estimate_noise_model
@@ -44,7 +45,6 @@ def export_checkpoint(folder: str | Path, images: object) -> Model:
         raise OutputExistsError(f"{folder}: already holds a finished model; nothing to finish")
     if not ckpt.is_file():
         raise ModelError(f"{folder}: no {CHECKPOINT} to make a model from")
-    named = load_images(images)
     try:
         payload = load(ckpt)
         config = make_config(str(ckpt), **payload["config"])
@@ -57,7 +57,9 @@ def export_checkpoint(folder: str | Path, images: object) -> Model:
         network.load_state_dict(weights)
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
         raise ModelError(f"{ckpt}: not a usable checkpoint ({type(exc).__name__})") from None
-    raw, names = samples_of([a for _, a in named], [n for n, _ in named])
+    from .training import training_samples
+
+    raw, names = training_samples(load_inputs(images, axes, config.dims), config)
     noise = (estimate_noise_model(raw, config.noise_model, names)
              if get_method(config).predicts_variance else None)
     network.eval()

@@ -112,7 +112,7 @@ def train(
         raise InputError(f"time limit must be positive, got {time_limit}")
 
     config = _resolve_dims(config, inputs)
-    raw, names = _samples(inputs, config)
+    raw, names = training_samples(inputs, config)
     config = _joint_channels(config, raw, names)
     config = _settings_for_data(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
@@ -306,8 +306,8 @@ def _resolve_dims(config: TrainConfig, inputs: Sequence[Input]) -> TrainConfig:
     return update_config(config, "training images", dims=dims)
 
 
-def _samples(inputs: Sequence[Input], config: TrainConfig
-             ) -> tuple[list[np.ndarray], list[str]]:
+def training_samples(inputs: Sequence[Input], config: TrainConfig
+                     ) -> tuple[list[np.ndarray], list[str]]:
     """Every training sample of every image (each with its own axes), and its name."""
     raw: list[np.ndarray] = []
     names: list[str] = []
