@@ -187,3 +187,28 @@ def _config(**values):
 
     merged = {"patch_size": 16, "epochs": 1, **TINY, **values}
     return make_config("test", **merged)
+
+
+def test_a_zyx_layer_trains_a_3d_model_and_is_denoised_as_a_volume(qtbot, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    volume = (np.stack([_noisy(s) for s in range(8)]) + rng.normal(0, 1, (8, 64, 64))
+              ).astype(np.float32)
+    v = ViewerModel()
+    v.add_image(volume, name="stack")
+    w = TrainWidget(v)
+    qtbot.addWidget(w)
+    w.config_overrides = {**TINY, "patch_z": 4, "batch_size": 2, "steps_per_epoch": 2}
+    w.patch.setValue(16)
+    w.epochs.setValue(1)
+    w.axes.setCurrentText("ZYX")
+    w.output.setText(str(tmp_path / "m3"))
+    w.start()
+    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    assert w.model.config.dims == 3  # auto: a Z axis of 8 slices
+    d = DenoiseWidget(v)
+    qtbot.addWidget(d)
+    d.axes.setCurrentText("ZYX")
+    d.start()
+    qtbot.waitUntil(lambda: len(v.layers) == 2, timeout=WAIT)
+    np.testing.assert_array_equal(v.layers["stack denoised"].data,
+                                  w.model.denoise(volume, axes="ZYX", tile=512))

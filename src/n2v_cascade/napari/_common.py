@@ -21,22 +21,32 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWi
 from ..errors import InputError, N2VError
 from ..model import Model
 
-AXES = ("auto", "YX", "SYX")  # SYX: a stack of 2-D images (time, z or samples)
+# auto: YX, or SYX (a stack of 2-D images); ZYX and the others name the layer's axes (a
+# Z axis trains a 3-D model when it has enough slices: TrainConfig dims auto)
+AXES = ("auto", "YX", "SYX", "ZYX", "TYX", "CYX", "TZYX", "ZCYX", "TCZYX")
+
+
+def layer_axes(axes: str) -> str | None:
+    """The axes to pass to the API for a widget's choice (None: the defaults)."""
+    return None if axes == "auto" else axes
 
 
 def layer_image(layer: Any, axes: str = "auto") -> np.ndarray:
-    """A single-channel image layer's data as float32 YX or SYX; one-line error otherwise."""
+    """An image layer's data as float32 with the chosen axes (auto: YX or SYX); one-line
+    error otherwise."""
     if not isinstance(layer, Image):
         raise InputError(f"layer {getattr(layer, 'name', layer)!r}: not an image layer")
     if layer.rgb:
         raise InputError(f"layer {layer.name!r}: RGB images are not supported; split the "
                          f"channels (one grey-scale layer each)")
     data = np.asarray(layer.data, dtype=np.float32)
-    want = {"YX": (2,), "SYX": (3,)}.get(axes, (2, 3))
+    want = (2, 3) if axes == "auto" else (len(axes),)
     if data.ndim not in want:
         shape = "x".join(str(s) for s in data.shape)
-        raise InputError(f"layer {layer.name!r}: expected a 2-D image (YX) or a stack of "
-                         f"2-D images (SYX) for axes {axes}, got {data.ndim}-D ({shape})")
+        expected = ("a 2-D image (YX) or a stack of 2-D images (SYX)" if axes == "auto"
+                    else f"{len(axes)} axes")
+        raise InputError(f"layer {layer.name!r}: expected {expected} for axes {axes}, got "
+                         f"{data.ndim}-D ({shape})")
     if not np.isfinite(data).all():
         raise InputError(f"layer {layer.name!r}: contains NaN or infinite values")
     return data

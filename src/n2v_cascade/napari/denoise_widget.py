@@ -18,20 +18,31 @@ from qtpy.QtWidgets import (
 
 from ..errors import InputError
 from ..model import Model
-from ._common import AXES, LayerChoice, ModelRow, layer_image, report, run_in_worker, session
+from ._common import (
+    AXES,
+    LayerChoice,
+    ModelRow,
+    layer_axes,
+    layer_image,
+    report,
+    run_in_worker,
+    session,
+)
 
 
 def denoise_layer(model: Model, image: np.ndarray, *, posterior: bool, uncertainty: bool,
-                  tile: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+                  tile: int | None, axes: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """The denoised image and (``uncertainty``) its per-pixel standard deviation."""
     if uncertainty or posterior:
         if not model.method.predicts_variance:
             raise InputError(f"the {model.config.variant} model predicts no variance; "
                              f"posterior and uncertainty need a probabilistic model")
     if uncertainty:
-        mean, std = model.denoise(image, posterior=posterior, return_std=True, tile=tile)
+        mean, std = model.denoise(image, axes=axes, posterior=posterior, return_std=True,
+                                  tile=tile)
         return mean, std
-    return model.denoise(image, posterior=posterior, tile=tile), None
+    return model.denoise(image, axes=axes, posterior=posterior, tile=tile), None
 
 
 class DenoiseWidget(QWidget):
@@ -88,6 +99,7 @@ class DenoiseWidget(QWidget):
         self.worker = run_in_worker(
             denoise_layer, model, image, posterior=self.posterior.isChecked(),
             uncertainty=self.uncertainty.isChecked(), tile=self.tile.value() or None,
+            axes=layer_axes(self.axes.currentText()),
             done=lambda result: self._add(name, layer, result),
             finished=lambda: self.run_button.setEnabled(True))
 

@@ -34,7 +34,16 @@ from ..errors import InputError
 from ..methods import methods
 from ..model import Model
 from ..training import StepInfo, train
-from ._common import AXES, ModelRow, image_layers, layer_image, report, run_in_worker, session
+from ._common import (
+    AXES,
+    ModelRow,
+    image_layers,
+    layer_axes,
+    layer_image,
+    report,
+    run_in_worker,
+    session,
+)
 
 
 class _Progress(QObject):
@@ -139,7 +148,9 @@ class TrainWidget(QWidget):
 
     def recipe(self):
         values = {"variant": self.method.currentText(), "epochs": self.epochs.value(),
-                  "patch_size": self.patch.value(), **self.config_overrides}
+                  "patch_size": self.patch.value(),
+                  "dims": "auto" if "Z" in self.axes.currentText() else 2,
+                  **self.config_overrides}
         return make_config("training widget", **values)
 
     # -- running -----------------------------------------------------------------
@@ -165,7 +176,8 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.worker = run_in_worker(
-            train, images, config, output_dir=Path(out), overwrite=self.overwrite.isChecked(),
+            train, images, config, axes=layer_axes(self.axes.currentText()),
+            output_dir=Path(out), overwrite=self.overwrite.isChecked(),
             progress=False, time_limit=limit, callbacks=[self._callback],
             done=self._done, finished=self._finished)
 
