@@ -138,13 +138,18 @@ class Cascade:
         is kept.
     gt_free
         Masks of the GT-free estimate (:class:`GTFreeOptions`).
+    axes
+        Axes of array inputs (files: their own unless given), as for ``train``.
+    device
+        Where the stages train and predict (None/``auto``: the best available).
     """
 
     def __init__(self, stages: Sequence[Stage] = ("structured", "probabilistic"), *,
                  base: TrainConfig | Mapping | None = None, epochs: int | None = None,
                  retrain_epochs: int | None = None, posterior: bool = False,
                  auto: bool = False, max_stages: int = 4,
-                 gt_free: GTFreeOptions | None = None, axes: str | None = None) -> None:
+                 gt_free: GTFreeOptions | None = None, axes: str | None = None,
+                 device: str | None = None) -> None:
         self.specs = [stages] if isinstance(stages, str) else list(stages)
         if not self.specs:
             raise InputError("stages: at least one stage is needed")
@@ -153,7 +158,7 @@ class Cascade:
         self.base, self.epochs, self.retrain_epochs = base, epochs, retrain_epochs
         self.posterior, self.auto, self.max_stages = posterior, auto, max_stages
         self.gt_free = gt_free or GTFreeOptions()
-        self.axes = axes
+        self.axes, self.device = axes, device
         self._dims: int | None = None  # the network dims, once resolved on the inputs
         self.models: list[Model] = []
         self.model_paths: list[str | None] = []
@@ -188,13 +193,13 @@ class Cascade:
         return prepared
 
     @classmethod
-    def from_models(cls, models: Sequence[str | Path | Model], *, posterior: bool = False
-                    ) -> Cascade:
+    def from_models(cls, models: Sequence[str | Path | Model], *, posterior: bool = False,
+                    device: str | None = None) -> Cascade:
         """A cascade of already-trained models, for :meth:`apply` and :meth:`denoise`."""
-        loaded = [m if isinstance(m, Model) else Model.load(m) for m in models]
+        loaded = [m if isinstance(m, Model) else Model.load(m, device=device) for m in models]
         if not loaded:
             raise InputError("models: at least one model folder is needed")
-        cascade = cls([m.config for m in loaded], posterior=posterior)
+        cascade = cls([m.config for m in loaded], posterior=posterior, device=device)
         cascade.models = loaded
         cascade.model_paths = [None if isinstance(m, Model) else str(Path(m).resolve())
                                for m in models]
@@ -304,7 +309,7 @@ class Cascade:
                 res = run_stage(current, cfg, out / sdir if out else None, names, model=given,
                                 posterior=self.posterior, resume=resume, overwrite=overwrite,
                                 progress=progress, reuse_outputs=reuse, retrain=k > 0,
-                                images=prepared)
+                                images=prepared, device=self.device)
                 where = self.model_paths[k] if given else (f"{sdir}/model" if out else None)
                 gt, states = tracker.evaluate(estimate_fn(res.model, prepared.axes))
                 entry = self._entry(k, sdir, where, parent, res, gt, refs, data_range, names)

@@ -16,6 +16,7 @@ from .cli_options import (
     BatchSize,
     Channels,
     Depth,
+    Device,
     Dims,
     LearningRate,
     Overwrite,
@@ -102,6 +103,7 @@ def cascade(
     width: Width = None,
     precision: Annotated[str | None, typer.Option(help="auto (default), float32 or bfloat16 (see `train --help`).")] = None,
     axes: Axes = None,
+    device: Device = "auto",
     dims: Dims = None,
     patch_z: PatchZ = None,
     channels: Channels = None,
@@ -129,7 +131,8 @@ def cascade(
     if inference_only:
         if models is None:
             raise InputError("--inference-only: needs --models DIR1,DIR2,...")
-        casc = Cascade.from_models(_split(models, "--models"), posterior=posterior)
+        casc = Cascade.from_models(_split(models, "--models"), posterior=posterior,
+                                   device=device)
         casc.axes = axes
         casc.apply(inputs, output_dir=output, reference=refs, data_range=data_range,
                    overwrite=overwrite or resume, progress=not quiet)
@@ -148,7 +151,7 @@ def cascade(
         specs = [merge_values(s, own) if isinstance(s, dict) else s for s in specs]
         casc = Cascade(specs, base=merge_values(base, changes), epochs=epochs,
                        retrain_epochs=retrain_epochs, posterior=posterior, auto=auto,
-                       max_stages=max_stages, axes=axes)
+                       max_stages=max_stages, axes=axes, device=device)
         casc.fit(inputs, output_dir=output, reference=refs, data_range=data_range,
                  resume=resume, overwrite=overwrite, progress=not quiet)
     if not quiet:

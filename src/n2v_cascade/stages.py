@@ -145,7 +145,7 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
               names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
               resume: bool = False, overwrite: bool = False, progress: bool = True,
               reuse_outputs: bool = False, retrain: bool = False,
-              images: CascadeImages | None = None) -> StageResult:
+              images: CascadeImages | None = None, device: str | None = None) -> StageResult:
     """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
 
     ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
@@ -155,14 +155,15 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     when ``reuse_outputs`` and all are present. ``retrain`` (a later cascade stage, trained
     on a denoised input) silences the correlated-noise warning. ``images`` (the cascade's
     inputs) gives the arrays' axes and writes each result with its input's axes and
-    metadata; without it the arrays are YX images or SYX stacks.
+    metadata; without it the arrays are YX images or SYX stacks. ``device``: where to
+    train and predict (None/``auto``: the best available).
     """
     axes = images.axes if images is not None else None
     t0 = time.perf_counter()
     model_dir = stage_dir / "model" if stage_dir is not None else None
     trained = model is None
     if model is None and resume and model_dir is not None and (model_dir / META).is_file():
-        model, trained = Model.load(model_dir), False
+        model, trained = Model.load(model_dir, device=device), False
         if not _same_config(model.config, config):
             raise InputError(f"{model_dir}: holds a model trained with a different config; "
                              f"use --overwrite to retrain")
@@ -172,7 +173,8 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
             if retrain:  # a denoised input's leftover noise is correlated by construction
                 warnings.filterwarnings("ignore", "noise looks spatially correlated")
             model = train(list(inputs), config, axes=axes, output_dir=model_dir,
-                          resume=again, overwrite=overwrite or resume, progress=progress)
+                          resume=again, overwrite=overwrite or resume, progress=progress,
+                          device=device)
     paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
     std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
                  if model.method.predicts_variance and model.config.n_channels == 1]
