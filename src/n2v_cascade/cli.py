@@ -197,7 +197,7 @@ def train(
 
     limit = parse_duration(time_limit)
     if needs_launch(processes, cfg.batch_size):  # start the processes; they run this command
-        raise typer.Exit(launch(["-m", __package__, *sys.argv[1:]], processes))
+        sys.exit(launch(["-m", __package__, *sys.argv[1:]], processes))  # rank 0 has spoken
     model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
                      resume=resume, overwrite=overwrite, progress=not quiet, device=device,
                      time_limit=limit)

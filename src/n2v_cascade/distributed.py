@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import math
 import os
 import re
@@ -130,12 +131,19 @@ class Session:
 
         Buffers are not re-sent before every forward pass: the networks' buffers are
         constants made from the recipe (no batch statistics), the same in every process.
+        A weight that is contiguous in either layout (one input channel) gets the plain
+        strides, which autograd gives its gradient (DDP compares them literally).
         """
         if self.world == 1:
             return network
+        ddp = nn.parallel.DistributedDataParallel
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(network, device_ids=ids,
-                                                   broadcast_buffers=False)
+        newer = "forward_sync_buffers" in inspect.signature(ddp).parameters
+        for param in network.parameters():  # e.g. (8, 1, 3, 3) channels-last weights
+            if param.is_contiguous() and param.stride() != _dense_strides(param.shape):
+                param.data = param.data.clone(memory_format=torch.contiguous_format)
+        return ddp(network, device_ids=ids,
+                   **{"forward_sync_buffers" if newer else "broadcast_buffers": False})
 
     def _reduce(self, values: list[float]) -> list[float]:
         """Sums over the processes of ``values``."""
@@ -197,6 +205,14 @@ class Session:
                 generator.set_state(saved["generators"][self.rank])
             return
         generator.manual_seed(derived_seed(seed, self.rank, step))
+
+
+def _dense_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(1, size)
+    return tuple(reversed(strides))
 
 
 def _timeout() -> float:

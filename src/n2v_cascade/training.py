@@ -2,9 +2,10 @@
 
 The loop knows methods only through :class:`~n2v_cascade.methods.base.Method`. It writes
 a checkpoint (atomically) at the end of every epoch and when interrupted with Ctrl-C,
-resumes from one bit-identically (all random state lives in one torch.Generator that
-is saved with it), stops with a clear message if the loss diverges, and stops cleanly
-(model saved, checkpoint kept for ``resume``) at a time limit or when a callback asks.
+resumes from one bit-identically (all random state lives in one torch.Generator, one
+per process when several train together, that is saved with it), stops with a clear
+message if the loss diverges, and stops cleanly (model saved, checkpoint kept for
+``resume``) at a time limit or when a callback asks.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def train(
         Seconds of training after which the run stops cleanly with the model so far.
     callbacks
         Called with a :class:`StepInfo` after every step; returning True stops cleanly.
+
+    Started by ``torchrun`` or ``n2v-cascade train --processes N`` (or in a process group
+    already set up), every process calls this and they train one model together; only
+    rank 0 writes and prints (see :mod:`n2v_cascade.distributed` for the rules).
     """
     config = config or TrainConfig()
     session = Session.from_env()  # one process, or one of torchrun's / --processes
