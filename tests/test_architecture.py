@@ -16,16 +16,17 @@ LAYERS = [
     {"errors"},
     {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
      "masking", "figures", "formats", "extras", "imagefile", "imagefile_meta", "imagefile_write",
-     "imagefile_bioio", "inputs"},
+     "imagefile_bioio", "inputs", "launch", "distributed"},
     {"models"},
     {"methods"},
     {"config"},
     {"posterior", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
-    {"checkpoints", "training", "batch", "checkpoint_export"},
+    {"checkpoints", "training", "training_data", "batch", "checkpoint_export"},
     {"stages", "cascade", "cascade_data"},
     {"reproduce", "demo"},
-    {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__"},
+    {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__",
+     "__main__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

@@ -57,7 +57,7 @@ def export_checkpoint(folder: str | Path, images: object, axes: str | None = Non
         network.load_state_dict(weights)
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable checkpoint
         raise ModelError(f"{ckpt}: not a usable checkpoint ({type(exc).__name__})") from None
-    from .training import training_samples
+    from .training_data import training_samples
 
     raw, names = training_samples(load_inputs(images, axes, config.dims), config)
     noise = (estimate_noise_model(raw, config.noise_model, names)

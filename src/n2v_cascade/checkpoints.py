@@ -82,7 +82,9 @@ def stored_recipe(output_dir: str | Path) -> dict | None:
 
 
 def load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generator
-                     ) -> tuple[dict, dict | None]:
+                     ) -> tuple[dict, dict | None, dict]:
+    """Restore a run from ``path``; return its state, its moving average (or None) and
+    its processes' entry (their count and random streams: ``distributed``)."""
     try:
         payload = load(path, weights_only=False)
         saved = payload["config"]
@@ -103,7 +105,8 @@ def load_checkpoint(path: Path, config: TrainConfig, network, optimizer, generat
                          f"epochs must be at least {done} to resume (got {config.epochs})")
     # a checkpoint without an average (ema_decay 0, or written before it existed) was
     # refused above if the config differs; otherwise the average starts from its weights
-    return payload["state"], payload.get("ema") if config.ema_decay > 0 else None
+    return (payload["state"], payload.get("ema") if config.ema_decay > 0 else None,
+            payload.get("ranks", {"world_size": 1}))
 
 
 @contextlib.contextmanager

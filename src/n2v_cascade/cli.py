@@ -169,6 +169,7 @@ def train(
     patch_z: PatchZ = None,
     channels: Channels = None,
     device: Device = "auto",
+    processes: Annotated[int | None, typer.Option("--processes", help="Train one model with N processes on this machine (PyTorch DistributedDataParallel; CPUs: gloo, each process gets its share of the cores; CUDA: nccl, one GPU each). --batch-size is the batch of all processes together (it must divide by N) and the learning rate is unchanged, so the recipe is that of one process. Rank 0 writes the checkpoints and the model; --resume works with any number of processes. Under torchrun leave it out.", rich_help_panel="Advanced")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped or interrupted run in OUTPUT (its settings are taken from the folder); with a larger --epochs, train a finished model longer.")] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -192,10 +193,15 @@ def train(
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
         dims=parse_dims(dims), patch_z=patch_z, channels=channels,
     )
+    from .launch import launch, needs_launch, process_env
+
+    limit = parse_duration(time_limit)
+    if needs_launch(processes, cfg.batch_size):  # start the processes; they run this command
+        sys.exit(launch(["-m", __package__, *sys.argv[1:]], processes))  # rank 0 has spoken
     model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
                      resume=resume, overwrite=overwrite, progress=not quiet, device=device,
-                     time_limit=parse_duration(time_limit))
-    if not quiet:
+                     time_limit=limit)
+    if not quiet and process_env()[0] == 0:
         typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 
 

@@ -66,6 +66,31 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def distributed_backend(device: torch.device) -> str:
+    """The torch.distributed backend for training processes on ``device``: gloo on CPUs,
+    nccl on CUDA GPUs (one GPU per process)."""
+    if device.type == "cuda":
+        return "nccl"
+    if device.type == HOST.type:
+        return "gloo"
+    raise InputError(f"training with several processes needs CPUs or CUDA GPUs, not "
+                     f"{device.type}; use --device cpu")
+
+
+def process_device(device: torch.device, local_rank: int, local_processes: int
+                   ) -> torch.device:
+    """The device of local training process ``local_rank``: on CUDA its own GPU
+    (``cuda:local_rank``, made current); on the CPU the CPU."""
+    if device.type != "cuda":
+        return device
+    if local_processes > torch.cuda.device_count():
+        raise InputError(f"{local_processes} training processes on CUDA need as many GPUs; "
+                         f"this machine has {torch.cuda.device_count()} (use --device cpu "
+                         f"or fewer processes)")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
 #: A lower precision is chosen by ``auto`` only when it makes a training step this much faster.
 MIN_SPEEDUP = 1.2
 

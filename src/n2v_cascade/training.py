@@ -2,9 +2,10 @@
 
 The loop knows methods only through :class:`~n2v_cascade.methods.base.Method`. It writes
 a checkpoint (atomically) at the end of every epoch and when interrupted with Ctrl-C,
-resumes from one bit-identically (all random state lives in one torch.Generator that
-is saved with it), stops with a clear message if the loss diverges, and stops cleanly
-(model saved, checkpoint kept for ``resume``) at a time limit or when a callback asks.
+resumes from one bit-identically (all random state lives in one torch.Generator, one
+per process when several train together, that is saved with it), stops with a clear
+message if the loss diverges, and stops cleanly (model saved, checkpoint kept for
+``resume``) at a time limit or when a callback asks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from .axes import choose_dims, layout, planes, to_samples
 from .checkpoints import (
     catch_sigint,
     claim_output,
@@ -30,14 +30,23 @@ from .checkpoints import (
 )
 from .config import TrainConfig, update_config
 from .data import PatchSampler, default_steps_per_epoch, split_train_val
+from .distributed import Session, unwrap
 from .errors import InputError, N2VError, TrainingDivergedError
-from .inputs import Input, load_inputs
+from .inputs import load_inputs
 from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
 from .normalize import Normalizer
 from .progress import clock, note, progress_bar
 from .runtime import Runner, choose_precision, describe_device, place, resolve_device
+from .training_data import (
+    joint_channels,
+    resolve_dims,
+    settings_for_data,
+    training_patch,
+    training_samples,
+    validation_patches,
+)
 
 
 class TrainingInterrupted(N2VError):
@@ -102,8 +111,15 @@ def train(
         Seconds of training after which the run stops cleanly with the model so far.
     callbacks
         Called with a :class:`StepInfo` after every step; returning True stops cleanly.
+
+    Started by ``torchrun`` or ``n2v-cascade train --processes N`` (or in a process group
+    already set up), every process calls this and they train one model together; only
+    rank 0 writes and prints (see :mod:`n2v_cascade.distributed` for the rules).
     """
     config = config or TrainConfig()
+    session = Session.from_env()  # one process, or one of torchrun's / --processes
+    session.batch(config.batch_size)  # a global batch that does not split is refused now
+    progress = progress and session.writes
     inputs = load_inputs(images, axes, config.dims)
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = prepare_output(out, resume, overwrite)
@@ -111,10 +127,10 @@ def train(
     if time_limit is not None and not time_limit > 0:
         raise InputError(f"time limit must be positive, got {time_limit}")
 
-    config = _resolve_dims(config, inputs)
+    config = resolve_dims(config, inputs)
     raw, names = training_samples(inputs, config)
-    config = _joint_channels(config, raw, names)
-    config = _settings_for_data(config, raw, names, progress)
+    config = joint_channels(config, raw, names)
+    config = settings_for_data(config, raw, names, progress)
     normalizer = Normalizer.fit(raw)
     method = get_method(config)
     divisor = 2 ** config.network.depth
@@ -127,33 +143,40 @@ def train(
     noise = (estimate_noise_model(raw, config.noise_model, names)
              if method.predicts_variance else None)
     device = resolve_device(device)
-    config, why = _resolve_precision(config, device, ckpt_path if resume else None)
-    claim_output(out, fresh=overwrite and not resume)  # only now: bad inputs write nothing
-    if progress:
-        note(settings_line(config, steps, device, why, raw, time_limit, patch))
+    with session.joined(device) as device:
+        config, why = session.from_first(
+            _resolve_precision(config, device, ckpt_path if resume else None))
+        if session.writes:  # only now: bad inputs write nothing
+            claim_output(out, fresh=overwrite and not resume)
+        if progress:
+            note(settings_line(config, steps, device, why, raw, time_limit, patch,
+                               session.world))
 
-    torch.manual_seed(config.seed)
-    network = place(method.build_network(), device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
-    state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
-    ema_state = None
-    if resume:
-        state, ema_state = load_checkpoint(ckpt_path, config, network, optimizer, generator)
-
-    loop = _Loop(Runner(network, device, config.precision), optimizer, method, sampler,
-                 generator, config, ckpt_path, state)
-    if ema_state is not None:
-        loop.load_ema(ema_state, ckpt_path)
-    val_batches = _validation_patches(split.val, sampler.channels)
-    with catch_sigint() as interrupted:
-        loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
-    network.load_state_dict(loop.final_weights())
-    model = Model(network, config, normalizer, noise=noise, history=state["history"],
-                  device=device)
-    model.train_seconds = state["seconds"]
-    if out is not None:
-        model.save(out, overwrite=True)
+        torch.manual_seed(config.seed)
+        network = place(method.build_network(), device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+        generator = torch.Generator().manual_seed(config.seed)
+        state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
+        ema_state, saved = None, None
+        if resume:
+            state, ema_state, saved = load_checkpoint(ckpt_path, config, network, optimizer,
+                                                      generator)
+        session.seed_generator(generator, config.seed, state["epoch"] * steps + state["step"],
+                               saved)
+        loop = _Loop(Runner(session.wrap(network), device, config.precision), optimizer,
+                     method, sampler, generator, config, ckpt_path, state, session)
+        if ema_state is not None:
+            loop.load_ema(ema_state, ckpt_path)
+        val_batches = validation_patches(split.val, sampler.channels)
+        with catch_sigint() as interrupted:
+            loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
+        network.load_state_dict(loop.final_weights())
+        model = Model(network, config, normalizer, noise=noise, history=state["history"],
+                      device=device)
+        model.train_seconds = state["seconds"]
+        if out is not None and session.writes:
+            model.save(out, overwrite=True)
+        session.barrier()  # the others return once the model is there
     return model
 
 
@@ -161,8 +184,10 @@ class _Loop:
     """The epoch/step loop with its checkpointing; kept apart so ``train`` stays readable."""
 
     def __init__(self, run: Runner, optimizer, method, sampler, generator, config, ckpt_path,
-                 state):
-        self.run_net, self.network = run, run.network
+                 state, session: Session | None = None):
+        self.run_net, self.network = run, unwrap(run.network)  # run.network may be DDP
+        self.session = session or Session()
+        self.batch = self.session.batch(config.batch_size)  # this process's share
         self.optimizer, self.method = optimizer, method
         self.sampler, self.generator, self.config = sampler, generator, config
         self.ckpt_path, self.state = ckpt_path, state
@@ -191,7 +216,7 @@ class _Loop:
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 t0 = time.perf_counter()
-                self.network.train()
+                self.run_net.network.train()
                 losses: list[float] = state.pop("partial_losses", [])
                 for step in range(state["step"], steps):
                     c0, w0 = time.process_time(), time.perf_counter()
@@ -213,11 +238,14 @@ class _Loop:
                     stop = any([bool(cb(info)) for cb in callbacks])
                     timed_out = (time_limit is not None
                                  and time.perf_counter() - start >= time_limit)
-                    if interrupted.is_set() or stop or timed_out:
+                    # decided together: every process stops at the same step
+                    asked, stop, timed_out = self.session.any_of(interrupted.is_set(), stop,
+                                                                 timed_out)
+                    if asked or stop or timed_out:
                         state.update(step=step + 1, partial_losses=losses)
                         state["seconds"] += time.perf_counter() - t0
                         self._checkpoint()
-                        if interrupted.is_set():
+                        if asked:
                             where = f" to {self.ckpt_path}" if self.ckpt_path else ""
                             raise TrainingInterrupted(
                                 f"interrupted at epoch {epoch + 1}, step {step + 1}; checkpoint "
@@ -250,11 +278,11 @@ class _Loop:
             note(f"stopped by the {reason} at epoch {epoch + 1}, step {step + 1}")
 
     def _step(self) -> float:
-        patches = self.sampler.sample(self.config.batch_size, self.generator)
+        patches = self.sampler.sample(self.batch, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.method.step_loss(patches, self.generator, self.run_net)
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        value = self.session.mean(float(loss.detach()))  # the loss of the global batch
+        if not math.isfinite(value):  # then in every process: none waits in backward
             return value
         loss.backward()
         self.optimizer.step()
@@ -277,10 +305,16 @@ class _Loop:
     def _checkpoint(self) -> None:
         if self.ckpt_path is None:
             return
+        ranks = self.session.checkpoint_entry(self.generator)  # every process takes part
+        if self.session.writes:
+            self._write_checkpoint(ranks)
+        self.session.barrier()  # a stop right after leaves the checkpoint complete
+
+    def _write_checkpoint(self, ranks: dict) -> None:
         from .io import atomic_path
 
         payload = {
-            "state": self.state, "network": self.network.state_dict(),
+            "state": self.state, "network": self.network.state_dict(), "ranks": ranks,
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
             "config": self.config.model_dump(mode="json"),
         }
@@ -296,66 +330,6 @@ class _Loop:
             f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss}); "
             f"try a lower --learning-rate (now {self.config.learning_rate:g}) or check that "
             f"the images are not dominated by outliers{kept}")
-
-
-def _resolve_dims(config: TrainConfig, inputs: Sequence[Input]) -> TrainConfig:
-    """Replace ``dims: auto`` by 2 or 3 (3 when every image has enough Z slices)."""
-    if config.dims != "auto":
-        return config
-    dims = min(choose_dims("auto", i.data.shape, i.axes) for i in inputs)
-    return update_config(config, "training images", dims=dims)
-
-
-def training_samples(inputs: Sequence[Input], config: TrainConfig
-                     ) -> tuple[list[np.ndarray], list[str]]:
-    """Every training sample of every image (each with its own axes), and its name."""
-    raw: list[np.ndarray] = []
-    names: list[str] = []
-    for item in inputs:
-        lay = layout(item.data.shape, item.axes, config.dims, source=item.name,
-                     joint=config.channels == "joint")
-        samples = to_samples(item.data, lay)
-        raw.extend(samples)
-        names.extend([item.name] * len(samples))
-    return raw, names
-
-
-def _joint_channels(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str]
-                    ) -> TrainConfig:
-    """With ``channels: joint``, the network's channel count is the data's C (every image
-    needs the same C)."""
-    if config.channels != "joint":
-        return config
-    spatial = config.dims if isinstance(config.dims, int) else 2
-    counts = {name: (s.shape[0] if s.ndim > spatial else 1) for s, name in zip(raw, names,
-                                                                          strict=True)}
-    if len(set(counts.values())) > 1:
-        shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
-        raise InputError(f"--channels joint: the images have different channel counts "
-                         f"({shown}); train each kind separately")
-    return update_config(config, "training images", n_channels=next(iter(counts.values())))
-
-
-def training_patch(config: TrainConfig, samples: Sequence[np.ndarray]) -> tuple[int, ...]:
-    """The spatial patch shape: ``patch_size`` squared in YX, and for 3-D ``patch_z``
-    along the depth axis, shrunk to the shallowest stack (the networks pad internally)."""
-    p = config.patch_size
-    if config.dims != 3:
-        return (p, p)
-    return (min(config.patch_z, *(int(s.shape[-3]) for s in samples)), p, p)
-
-
-def _settings_for_data(config: TrainConfig, raw: Sequence[np.ndarray], names: list[str],
-                       progress: bool) -> TrainConfig:
-    """Apply what the method chooses from the training images (e.g. the blind radius);
-    the noise checks look at the YX planes."""
-    per_plane = [(plane, name) for s, name in zip(raw, names, strict=True)
-                 for plane in planes([s])]
-    changes, text = get_method(config).settings_for_data(
-        [p for p, _ in per_plane], [n for _, n in per_plane])
-    if text and progress:
-        note(text)
-    return update_config(config, "training images", **changes) if changes else config
 
 
 def _resolve_precision(config: TrainConfig, device: torch.device, checkpoint: Path | None
@@ -374,17 +348,22 @@ def _resolve_precision(config: TrainConfig, device: torch.device, checkpoint: Pa
 
 def settings_line(config: TrainConfig, steps: int, device: torch.device, why: str,
                   samples: Sequence[np.ndarray], time_limit: float | None,
-                  patch: Sequence[int] | None = None) -> str:
-    """The whole recipe of a run in one line, printed when training starts."""
+                  patch: Sequence[int] | None = None, processes: int = 1) -> str:
+    """The whole recipe of a run in one line, printed when training starts (with several
+    processes: the split of the global batch and the learning rate, which is not scaled)."""
     net = config.network
     patch = tuple(patch or (config.patch_size, config.patch_size))
     shapes = sorted({"x".join(map(str, s.shape)) for s in samples})
     blind = (f", blind radius {net.blind_radius}" if get_method(config).blind else "")
     limit = f", time limit {clock(time_limit)}" if time_limit is not None else ""
+    split, lr = "", ""
+    if processes > 1:
+        split = f" ({processes} processes x {config.batch_size // processes})"
+        lr = " (not scaled: the batch is global)"
     return (f"training {config.variant}: {config.epochs} epochs x {steps} steps "
             f"({config.epochs * steps} steps) of {config.batch_size} patches "
-            f"{'x'.join(map(str, patch))}{' (3-D)' if len(patch) == 3 else ''}, "
-            f"lr {config.learning_rate:g}, network depth {net.depth} width {net.width} "
+            f"{'x'.join(map(str, patch))}{' (3-D)' if len(patch) == 3 else ''}{split}, "
+            f"lr {config.learning_rate:g}{lr}, network depth {net.depth} width {net.width} "
             f"growth {net.growth:g}{blind}, {config.precision} ({why}), "
             f"{describe_device(device)}, {len(samples)} image(s) "
             f"{', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}{limit}")
@@ -403,17 +382,3 @@ def _ema_update(decay: float):
             avg.lerp_(cur, 1.0 - d)
 
     return update
-
-
-def _validation_patches(val: Sequence[np.ndarray], channels: int = 1) -> list[torch.Tensor]:
-    """Fixed validation batches ``(B, C, *spatial)`` of at most 16 patches of one shape;
-    ``channels`` > 1: the patches have their channel axis already."""
-    by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
-    for patch in val:
-        by_shape.setdefault(patch.shape, []).append(patch)
-    batches = []
-    for group in by_shape.values():
-        for i in range(0, len(group), 16):
-            stacked = np.stack(group[i: i + 16])
-            batches.append(torch.from_numpy((stacked if channels > 1 else stacked[:, None]).copy()))
-    return batches
