@@ -252,3 +252,15 @@ def test_independent_channels_are_samples_and_joint_needs_equal_channel_counts()
         train([two, two[:1]], _config(channels="joint"), axes="CZYX", progress=False)
     with pytest.raises(InputError, match="n_channels"):
         tiny_config(n_channels=2)
+
+
+def test_3d_blind_spot_posterior_on_volumes_large_enough_for_the_correlation_check() -> None:
+    # volumes of at least 32 voxels on every side reach the noise-correlation check of
+    # the posterior, which measures the YX planes (it refused a 3-D array before)
+    vol = _volume((32, 32, 32))
+    model = train(vol, _config("probabilistic-blindspot"), axes="ZYX", progress=False)
+    info: list = []
+    auto = model.denoise(vol, axes="ZYX", info=info)
+    forced = model.denoise(vol, axes="ZYX", posterior=True, noise_model="image")
+    assert auto.shape == forced.shape == vol.shape and len(info) == 1
+    assert np.isfinite(auto).all() and np.isfinite(forced).all()

@@ -143,14 +143,16 @@ def noise_variance(signal: np.ndarray, noise: Mapping[str, Any] | None) -> np.nd
 
 def correlated_beyond(samples: np.ndarray, blind_radius: int, warn: bool = True) -> bool:
     """Say True (and warn, if ``warn``) when the noise of an image's ``(N, *spatial)``
-    samples is correlated beyond the blind spot.
+    samples is correlated beyond the blind spot (measured on the YX planes, so 3-D
+    samples are checked plane by plane).
 
     The posterior assumes the observed pixel's noise is independent of everything the
     prior saw; correlated noise breaks that and the posterior then falls below the prior.
     """
+    from .axes import planes
     from .correlation import suggest_blind_radius
 
-    need, corr = suggest_blind_radius(list(samples))
+    need, corr = suggest_blind_radius(planes(samples))
     if need <= blind_radius:
         return False
     if not warn:
