@@ -4,6 +4,7 @@ slice-by-slice 2-D ones (issue 14).
 * ``quality``: every method, 2-D (YX planes) and 3-D (ZYX) at the same budget of
   training-step CPU seconds, on two high-SNR real stacks with synthetic Poisson-Gaussian
   noise (:data:`STACKS`); PSNR and 3-D SSIM against the scaled clean stack.
+* ``curve``: n2v 2-D and 3-D quality against training CPU seconds (weight snapshots).
 * ``lls``: the real lattice light-sheet stack (no ground truth): n2v 2-D vs 3-D (and
   ``--method``) by the ground-truth-free score, and ``benchmarks/nd_lls_xz.png``.
 * ``speed``: the default 3-D recipe's training and prediction voxels/s at one thread and
@@ -53,6 +54,8 @@ LLS = "lls_rbc_lattice_zyx/RBC_lattice.tif"
 LLS_UM = (0.3, 0.145, 0.145)
 PATCH_3D = {"patch_z": 16, "patch_size": 32, "batch_size": 4}  # 2-D: batch 8 (default)
 SPEED_3D = {"patch_z": 16, "patch_size": 64, "batch_size": 8}
+# real prediction runs (the blind-spot net's 544-voxel default tile holds these whole)
+PREDICT = {"n2v": ["32x512x512"], "blindspot": ["16x128x128", "32x192x192"]}
 
 
 # --- data and training ---------------------------------------------------------------
@@ -176,6 +179,39 @@ def report_quality(rows: list[dict]) -> str:
                          f"{b['ssim'] - a['ssim']:+.3f} | {a['steps']} / {b['steps']} | "
                          f"{a['predict_s']:.1f} / {b['predict_s']:.1f} |")
     return "\n".join(parts)
+
+
+def curve(args) -> None:
+    """PSNR/SSIM against training CPU seconds from weight snapshots of one run per dims."""
+    log = Log("curve", "stack", "method", "dims", "train_s")
+    timer = start(log, "python -m benchmarks.nd curve", "curve")
+    for key in args.stacks:
+        clean, noisy, dr = synthetic(key)
+        for dims in (2, 3):
+            clock = StepClock(max(args.marks), marks=args.marks)
+            model = train(noisy, recipe(args.method, dims, STACKS[key][3]), axes="ZYX",
+                          progress=False, callbacks=[clock])
+            for seconds, steps, state in clock.snapshots:
+                model.network.load_state_dict(state)
+                out, pred = denoise(model, noisy)
+                log.write({"stack": key, "method": args.method, "dims": dims,
+                           "train_s": round(seconds), "steps": steps, **pred,
+                           **scores(out, clean, dr)})
+    log.write({"kind": "section", **timer.finish()})
+    print(report_curve(log.rows))
+
+
+def report_curve(rows: list[dict]) -> str:
+    got = {(r["stack"], r["method"], r["train_s"], r["dims"]): r for r in rows if "train_s" in r}
+    lines = ["| stack | method | train CPU s | 2-D PSNR / SSIM (steps) | 3-D PSNR / SSIM (steps) "
+             "| 3-D - 2-D |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (key, method, sec, dims), b in got.items():
+        a = got.get((key, method, sec, 2))
+        if dims == 3 and a is not None:
+            lines.append(f"| {key} | {method} | {sec} | {a['psnr']:.2f} / {a['ssim']:.3f} "
+                         f"({a['steps']}) | {b['psnr']:.2f} / {b['ssim']:.3f} ({b['steps']}) | "
+                         f"{b['psnr'] - a['psnr']:+.2f} dB |")
+    return "\n".join(lines)
 
 
 # --- lattice light-sheet: ground-truth-free score ------------------------------------
@@ -309,7 +345,7 @@ def speed(args) -> None:
         for variant in ("n2v", "blindspot"):
             folder = str(Path(tmp) / variant)
             log.write({"case": f"train {variant}", **_run_probe("train", variant, folder)})
-            for shape in args.predict[variant]:
+            for shape in PREDICT[variant]:
                 log.write({"case": f"predict {variant} {shape}",
                            **_run_probe("predict", folder, *shape.split("x"))})
         for shape in args.stub:
@@ -339,7 +375,8 @@ def figure(args) -> None:
 
 
 def report(_args) -> None:
-    for name, fn in (("quality", report_quality), ("lls", report_lls)):
+    for name, fn in (("quality", report_quality), ("curve", report_curve),
+                     ("lls", report_lls)):
         path = OUT / f"{name}.jsonl"
         if path.exists():
             print(f"## {name}\n{fn([json.loads(x) for x in path.read_text().splitlines()])}\n")
@@ -356,6 +393,10 @@ def main() -> None:
     q.add_argument("--budget", type=float, default=45.0)
     q.add_argument("--stacks", nargs="+", default=list(STACKS), choices=list(STACKS))
     q.add_argument("--methods", nargs="+", default=list(methods()))
+    c = sub.add_parser("curve")
+    c.add_argument("--stacks", nargs="+", default=["nucleus"], choices=list(STACKS))
+    c.add_argument("--method", default="n2v")
+    c.add_argument("--marks", nargs="+", type=float, default=[40.0, 80.0, 160.0, 320.0])
     lp = sub.add_parser("lls")
     lp.add_argument("--budget", type=float, default=120.0)
     lp.add_argument("--method", nargs="*", default=[], help="methods besides n2v")
@@ -370,10 +411,7 @@ def main() -> None:
     sub.add_parser("report")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.command == "speed":
-        args.predict = {"n2v": ["32x512x512"], "blindspot": ["16x128x128", "32x192x192"]}
-    {"quality": quality, "lls": lls, "speed": speed, "figure": figure, "probe": probe,
-     "report": report}[args.command](args)
+    globals()[args.command](args)  # the function of the same name
 
 
 if __name__ == "__main__":
