@@ -33,6 +33,13 @@ import torch
 
 from benchmarks.datasets import data_root
 from benchmarks.machine import SectionTimer, machine_info
+from benchmarks.nd_figures import (
+    lls_figure,
+    nucleus_figure,
+    report_curve,
+    report_lls,
+    report_quality,
+)
 from benchmarks.training import StepClock
 from n2v_cascade import train
 from n2v_cascade.config import make_config
@@ -157,30 +164,6 @@ def quality(args) -> None:
     print(report_quality(log.rows))
 
 
-def report_quality(rows: list[dict]) -> str:
-    parts = []
-    for key in dict.fromkeys(r["stack"] for r in rows if "stack" in r):
-        got = {(r["method"], r["dims"]): r for r in rows if r.get("stack") == key}
-        noisy = got[("noisy", 0)]
-        parts += [f"\n{key} (ZYX {'x'.join(map(str, noisy['shape']))}, {noisy['photons']:g} "
-                  f"photons, read sigma {noisy['read_sigma']:g}): noisy {noisy['psnr']:.2f} dB / "
-                  f"SSIM {noisy['ssim']:.3f}\n",
-                  "| method | 2-D PSNR / SSIM | 3-D PSNR / SSIM | 3-D - 2-D | steps 2-D / 3-D "
-                  "| predict s 2-D / 3-D |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for method in dict.fromkeys(m for m, d in got if d):
-            a, b = got.get((method, 2)), got.get((method, 3))
-            if a is None or b is None:
-                continue
-            share = [f"{d}-D {r['posterior_share']:.0%}" for d, r in ((2, a), (3, b))
-                     if method.startswith("probabilistic-") and "posterior_share" in r]
-            post = f" (posterior: {', '.join(share)})" if share else ""
-            parts.append(f"| {method}{post} | {a['psnr']:.2f} / {a['ssim']:.3f} | "
-                         f"{b['psnr']:.2f} / {b['ssim']:.3f} | {b['psnr'] - a['psnr']:+.2f} dB / "
-                         f"{b['ssim'] - a['ssim']:+.3f} | {a['steps']} / {b['steps']} | "
-                         f"{a['predict_s']:.1f} / {b['predict_s']:.1f} |")
-    return "\n".join(parts)
-
-
 def curve(args) -> None:
     """PSNR/SSIM against training CPU seconds from weight snapshots of one run per dims."""
     log = Log("curve", "stack", "method", "dims", "train_s")
@@ -191,27 +174,15 @@ def curve(args) -> None:
             clock = StepClock(max(args.marks), marks=args.marks)
             model = train(noisy, recipe(args.method, dims, STACKS[key][3]), axes="ZYX",
                           progress=False, callbacks=[clock])
-            for seconds, steps, state in clock.snapshots:
+            for mark, (seconds, steps, state) in zip(sorted(args.marks), clock.snapshots,
+                                                     strict=True):
                 model.network.load_state_dict(state)
                 out, pred = denoise(model, noisy)
                 log.write({"stack": key, "method": args.method, "dims": dims,
-                           "train_s": round(seconds), "steps": steps, **pred,
+                           "mark": mark, "train_s": round(seconds), "steps": steps, **pred,
                            **scores(out, clean, dr)})
     log.write({"kind": "section", **timer.finish()})
     print(report_curve(log.rows))
-
-
-def report_curve(rows: list[dict]) -> str:
-    got = {(r["stack"], r["method"], r["train_s"], r["dims"]): r for r in rows if "train_s" in r}
-    lines = ["| stack | method | train CPU s | 2-D PSNR / SSIM (steps) | 3-D PSNR / SSIM (steps) "
-             "| 3-D - 2-D |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for (key, method, sec, dims), b in got.items():
-        a = got.get((key, method, sec, 2))
-        if dims == 3 and a is not None:
-            lines.append(f"| {key} | {method} | {sec} | {a['psnr']:.2f} / {a['ssim']:.3f} "
-                         f"({a['steps']}) | {b['psnr']:.2f} / {b['ssim']:.3f} ({b['steps']}) | "
-                         f"{b['psnr'] - a['psnr']:+.2f} dB |")
-    return "\n".join(lines)
 
 
 # --- lattice light-sheet: ground-truth-free score ------------------------------------
@@ -245,24 +216,10 @@ def lls(args) -> None:
         log.write({"kind": "compare", "method": method, "budget_s": args.budget,
                    "diff_3d_minus_2d": round(diff, 4), "se": round(se, 4),
                    "significant": bool(abs(diff) > SIGNIFICANT * se)})
-    from benchmarks.nd_figures import lls_figure
-
     lls_figure(vol, {f"{m} {d}-D": np.load(OUT / f"lls-{m}-{d}d.npy")
                      for m, d in scores_}, LLS_UM, ROOT / "benchmarks" / "nd_lls_xz.png")
     log.write({"kind": "section", **timer.finish()})
     print(report_lls(log.rows))
-
-
-def report_lls(rows: list[dict]) -> str:
-    lines = ["| model | budget (CPU s) | steps | GT-free score (SE) | predict s |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['method']} {r['dims']}-D | {r['budget_s']:g} | {r['steps']} | "
-              f"{r['gtfree']:.3f} ({r['gtfree_se']:.3f}) | {r['predict_s']:.1f} |"
-              for r in rows if "gtfree" in r]
-    lines += [f"\n{r['method']}: 3-D - 2-D = {r['diff_3d_minus_2d']:+.4f} (SE {r['se']:.4f}): "
-              f"{'significant' if r['significant'] else 'not significant'} (|diff| > 2 SE)"
-              for r in rows if r.get("kind") == "compare"]
-    return "\n".join(lines)
 
 
 # --- speed and memory ----------------------------------------------------------------
@@ -358,8 +315,6 @@ def speed(args) -> None:
 # --- README figure ---------------------------------------------------------------------
 
 def figure(args) -> None:
-    from benchmarks.nd_figures import nucleus_figure
-
     log = Log("figure", "dims", "budget_s")
     timer = start(log, "python -m benchmarks.nd figure", "figure")
     clean, noisy, dr = synthetic("nucleus")
