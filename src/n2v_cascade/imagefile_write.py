@@ -19,12 +19,10 @@ from n2v_cascade.axes import check_axes
 from n2v_cascade.errors import InputError
 from n2v_cascade.imagefile_meta import OME_UNITS, ImageMeta, imagej_escape, microns_per
 from n2v_cascade.io import (
-    _check_destination,
-    _check_suffix,
     _reason,
-    _same_file,
     _write_errors,
     atomic_path,
+    check_output_path,
 )
 
 WRITE_SUFFIXES_ND: tuple[str, ...] = (".tif", ".tiff", ".npy")
@@ -85,11 +83,7 @@ def write_image_nd(
     """
     path = Path(path)
     source = str(path)
-    suffix = _check_suffix(path, source, WRITE_SUFFIXES_ND, "output")
-    for other in protect:
-        if _same_file(path, Path(other)):
-            raise InputError(f"{source}: is an input file; refusing to overwrite it")
-    _check_destination(path, overwrite, source)
+    suffix = check_output_path(path, WRITE_SUFFIXES_ND, overwrite, protect)
     data = np.asarray(array)
     if data.dtype.kind not in "iuf" or data.size == 0:
         raise InputError(f"{source}: cannot write an array of dtype {data.dtype} and shape "

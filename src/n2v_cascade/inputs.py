@@ -21,7 +21,7 @@ import numpy as np
 from .axes import default_axes
 from .errors import InputError
 from .imagefile import READ_SUFFIXES_ND, ImageMeta, read_image_nd
-from .io import list_images, read_image, validate_array, validate_nd
+from .io import list_images, read_image, unique_files, validate_array, validate_nd
 
 _PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -87,15 +87,8 @@ def load_inputs(images: object, axes: str | None = None, dims: int | str = 2,
     if not isinstance(items, Sequence) or not items or not all(
             isinstance(i, str | os.PathLike) for i in items):
         raise InputError("images must be an array, a list of arrays, or file/folder paths")
-    files: list[Path] = []
-    seen: set[str] = set()
-    for item in items:
-        for file in list_inputs(item):
-            key = os.path.normcase(os.path.realpath(file))
-            if key not in seen:
-                seen.add(key)
-                files.append(file)
-    return [read_input(f, axes, dims, allow_constant) for f in files]
+    return [read_input(f, axes, dims, allow_constant)
+            for f in unique_files(list(items), READ_SUFFIXES_ND)]
 
 
 def _check_array(array: np.ndarray, name: str, axes: str | None,

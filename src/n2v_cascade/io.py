@@ -124,15 +124,23 @@ def read_images(
     items = [path] if isinstance(path, str | os.PathLike) else list(path)
     if not items:
         raise InputError("input: no image paths given")
+    return [(file, read_image(file, channels, allow_constant))
+            for file in unique_files(items, IMAGE_SUFFIXES)]
+
+
+def unique_files(items: Sequence[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """The image files of every file/folder in ``items`` (see :func:`list_images`), all
+    listed before any is read; a file reached twice (named and inside a listed folder)
+    comes once."""
     files: list[Path] = []
     seen: set[str] = set()
     for item in items:
-        for file in list_images(item):
+        for file in list_images(item, suffixes):
             key = os.path.normcase(os.path.realpath(file))
             if key not in seen:
                 seen.add(key)
                 files.append(file)
-    return [(file, read_image(file, channels, allow_constant)) for file in files]
+    return files
 
 
 def validate_array(
@@ -166,11 +174,7 @@ def write_image(
     """
     path = Path(path)
     source = str(path)
-    suffix = _check_suffix(path, source, WRITE_SUFFIXES, "output")
-    for other in protect:
-        if _same_file(path, Path(other)):
-            raise InputError(f"{source}: is an input file; refusing to overwrite it")
-    _check_destination(path, overwrite, source)
+    suffix = check_output_path(path, WRITE_SUFFIXES, overwrite, protect)
     data = _output_array(array, source)
     if suffix == ".png":
         data = png_pixels(data, source)
@@ -436,6 +440,19 @@ def _output_array(array: np.ndarray, source: str) -> np.ndarray:
         raise InputError(f"{source}: cannot write an array of shape {data.shape}; need YX or SYX")
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def check_output_path(path: Path, suffixes: tuple[str, ...], overwrite: bool,
+                      protect: Iterable[Path]) -> str:
+    """Refuse an output of another type, an input (``protect``, even with ``overwrite``),
+    a folder, or an existing file without ``overwrite``; return the lower-case suffix."""
+    source = str(path)
+    suffix = _check_suffix(path, source, suffixes, "output")
+    for other in protect:
+        if _same_file(path, Path(other)):
+            raise InputError(f"{source}: is an input file; refusing to overwrite it")
+    _check_destination(path, overwrite, source)
+    return suffix
 
 
 def _same_file(a: Path, b: Path) -> bool:
