@@ -22,7 +22,8 @@ LAYERS = [
     {"config"},
     {"posterior", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
-    {"checkpoints", "training", "batch", "checkpoint_export", "chunked"},
+    {"checkpoints", "training", "batch", "checkpoint_export", "chunked",
+     "chunked_run"},
     {"stages", "cascade", "cascade_data"},
     {"reproduce", "demo"},
     {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__"},

@@ -23,7 +23,7 @@ from ome_zarr.io import parse_url  # noqa: E402
 from ome_zarr.reader import Reader  # noqa: E402
 from ome_zarr.writer import add_metadata, write_image  # noqa: E402
 
-from n2v_cascade import chunked  # noqa: E402
+from n2v_cascade import chunked, chunked_run  # noqa: E402
 from n2v_cascade.chunked import denoise_chunked, plan_chunks  # noqa: E402
 from n2v_cascade.config import make_config  # noqa: E402
 from n2v_cascade.omezarr import open_image  # noqa: E402
@@ -195,7 +195,7 @@ def test_kill_and_resume(model2d, tmp_path, monkeypatch) -> None:
             raise Killed
 
     # one chunk dies after its data are written but before it is marked done
-    real, calls = chunked.write_region, []
+    real, calls = chunked_run.write_region, []
 
     def dies_once(path, region, data) -> None:
         real(path, region, data)
@@ -203,10 +203,10 @@ def test_kill_and_resume(model2d, tmp_path, monkeypatch) -> None:
         if len(calls) == 2:
             raise Killed
 
-    monkeypatch.setattr(chunked, "write_region", dies_once)
+    monkeypatch.setattr(chunked_run, "write_region", dies_once)
     with pytest.raises(Killed):
         denoise_chunked(model2d, src, out, axes="SYX", chunks=32, progress=False)
-    monkeypatch.setattr(chunked, "write_region", real)
+    monkeypatch.setattr(chunked_run, "write_region", real)
     marked = int(zarr.open_array(str(out), path=chunked.DONE, mode="r")[...].sum())
     assert marked == len(calls) - 1 < 18  # the chunk that died is written, not marked
     with pytest.raises(Killed):  # stopped by the hook after three more chunks

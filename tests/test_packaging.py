@@ -46,7 +46,7 @@ def _imports(tree: ast.AST) -> set[str]:
 # Code that only runs with its optional extra, which it names when missing
 # (n2v_cascade.extras.require): it may import that extra's packages.
 GATED = {"bmz": ["bmz.py"], "napari": ["napari/"], "formats": ["imagefile_bioio.py"],
-         "distributed": ["omezarr.py", "chunked.py"]}
+         "distributed": ["omezarr.py", "chunked.py", "chunked_run.py"]}
 
 
 def _gated(path: Path) -> str | None:

@@ -17,8 +17,7 @@ a small per-chunk array inside the output store (zarr writes every file through 
 temporary file and a rename, so a chunk is never marked before its data are on disk). A
 rerun with the same model, source and settings (a fingerprint kept in the group's
 attributes) skips the marked chunks; a destination made by anything else is refused.
-The model reaches dask.distributed workers as its folder's files (weights, config,
-statistics), broadcast once; each worker loads it on the CPU once and keeps it.
+:mod:`n2v_cascade.chunked_run` runs the chunks on threads or dask.distributed workers.
 """
 
 from __future__ import annotations
@@ -26,11 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import logging
-import os
 import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,8 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from .axes import default_axes, from_samples, to_samples
-from .config import config_yaml
+from .axes import default_axes
+from .chunked_run import (
+    DONE,
+    Chunk,
+    Job,
+    model_hash,
+    run_distributed,
+    run_threads,
+    scheduler_for,
+)
 from .errors import InputError, OutputExistsError
 from .model import Model
 from .omezarr import (
@@ -51,29 +54,16 @@ from .omezarr import (
     ngff_axes,
     ngff_order,
     open_image,
-    write_region,
 )
 from .progress import progress_bar
-from .runtime import HOST, host_state
+from .runtime import HOST
 
 __all__ = ["Chunk", "ChunkedResult", "denoise_chunked", "plan_chunks"]
 
 #: Spatial chunk sides by network dims (Z, Y, X for 3-D).
 DEFAULT_CHUNKS = {2: (1024, 1024), 3: (32, 256, 256)}
-STATE, DONE = "n2v_cascade", "n2v_cascade_done"  # group attribute; per-chunk marker array
+STATE = "n2v_cascade"  # the group attribute with the fingerprint and the state
 FORMAT = 1  # of the plan and fingerprint
-THREADS = 2  # chunks at once with the threaded scheduler (torch parallelises each)
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One piece of work: ``out`` (the image region it writes, one slice per axis),
-    ``read`` (the source window: ``out`` plus the halo) and ``keep`` (``out`` inside it)."""
-
-    index: tuple[int, ...]
-    out: tuple[slice, ...]
-    read: tuple[slice, ...]
-    keep: tuple[slice, ...]
 
 
 @dataclass(frozen=True)
@@ -86,18 +76,6 @@ class ChunkedResult:
     skipped: int
     levels: int
     seconds: float
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a worker needs besides the model (picklable)."""
-
-    source: LazyImage
-    dest: str
-    axes: str
-    order: tuple[int, ...]  # the destination's axes as positions in the source's
-    dtype: str
-    predict: dict[str, Any]
 
 
 def plan_chunks(shape: Sequence[int], axes: str, spatial: str, sizes: Sequence[int],
@@ -143,80 +121,6 @@ def _sizes(chunks: int | Sequence[int] | dict[str, int] | None, shape: Sequence[
             raise InputError(f"chunks: sizes must be ints >= 1, got {size!r} for {letter}")
         out.append(min(size, n))
     return tuple(out)
-
-
-def _model_hash(model: Model) -> str:
-    """A digest of what determines a model's output: weights, recipe, normalisation."""
-    digest = hashlib.sha256(config_yaml(model.config).encode())
-    digest.update(model.normalizer.model_dump_json().encode())
-    for name, tensor in sorted(host_state(model.network).items()):
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _payload(model: Model) -> dict[str, bytes]:
-    """The model folder's files, for workers that may not see this machine's disk."""
-    with tempfile.TemporaryDirectory(prefix="n2v-model-") as tmp:
-        folder = model.save(Path(tmp) / "model")
-        return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-
-
-_MODELS: dict[str, Model] = {}
-_LOCK = threading.Lock()
-
-
-def _worker_model(key: str, payload: dict[str, bytes], threads: int | None) -> Model:
-    """The model on this worker: loaded on the CPU on first use, then kept."""
-    with _LOCK:
-        if key not in _MODELS:
-            import torch
-
-            if threads:
-                torch.set_num_threads(threads)
-            folder = Path(tempfile.mkdtemp(prefix="n2v-model-"))
-            try:
-                for name, blob in payload.items():
-                    (folder / name).write_bytes(blob)
-                _MODELS.clear()
-                _MODELS[key] = Model.load(folder, device=HOST)
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-        return _MODELS[key]
-
-
-def _cast(data: np.ndarray, dtype: str) -> np.ndarray:
-    """Prediction (float32) as the output type: integers rounded and clipped to range."""
-    kind = np.dtype(dtype)
-    if kind.kind in "iu":
-        info = np.iinfo(kind)
-        return np.clip(np.rint(data), info.min, info.max).astype(kind)
-    return data.astype(kind, copy=False)
-
-
-def run_chunk(job: _Job, chunk: Chunk, model: Model) -> tuple[int, ...]:
-    """Read one window, predict it, write the kept region, then mark the chunk done."""
-    zarr, _ = modules()
-    data = job.source.read(chunk.read).astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
-        raise InputError(f"{job.source.path}: has NaN or infinite values in "
-                         f"{_region_text(chunk.read)}")
-    lay = model.layout(data.shape, job.axes, source=job.source.path)
-    mean = from_samples(model._predict_samples(to_samples(data, lay), **job.predict)["mean"],
-                        lay)[chunk.keep]
-    region = tuple(chunk.out[i] for i in job.order)
-    write_region(job.dest, region, np.transpose(_cast(mean, job.dtype), job.order))
-    zarr.open_array(job.dest, path=DONE, mode="r+")[chunk.index] = 1
-    return chunk.index
-
-
-def _remote_chunk(chunk: Chunk, job: _Job, model_key: str, payload: dict[str, bytes],
-                  threads: int | None) -> tuple[int, ...]:
-    return run_chunk(job, chunk, _worker_model(model_key, payload, threads))
-
-
-def _region_text(region: tuple[slice, ...]) -> str:
-    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
 
 
 def denoise_chunked(
@@ -278,7 +182,7 @@ def denoise_chunked(
     order = tuple(text.index(a) for a in out_axes)
     grid = tuple(len(range(0, n, c)) for n, c in zip(image.shape, sizes, strict=True))
     fingerprint = hashlib.sha256(json.dumps({
-        "format": FORMAT, "model": _model_hash(model), "source": image.identity(),
+        "format": FORMAT, "model": model_hash(model), "source": image.identity(),
         "axes": text, "chunks": sizes, "halo": halo, "dtype": dtype, "predict": predict,
         "version": version}, sort_keys=True, default=str).encode()).hexdigest()
     dest = Path(dest)
@@ -290,7 +194,7 @@ def denoise_chunked(
     if done is None:  # complete already
         return ChunkedResult(dest, len(plan), 0, len(plan), -1, time.perf_counter() - started)
     todo = [c for c in plan if not done[c.index]]
-    job = _Job(image, str(dest), text, order, dtype, predict)
+    job = Job(image, str(dest), text, order, dtype, predict)
     bar = progress_bar(len(plan), "denoise", "chunk", initial=len(plan) - len(todo),
                        enabled=progress)
 
@@ -300,12 +204,12 @@ def denoise_chunked(
             on_chunk(index)
 
     try:
-        with _scheduler(scheduler, workers) as (client, threads):
+        with scheduler_for(scheduler, workers) as (client, threads):
             if client is None:
-                _run_threads(job, todo, model, finished)
+                run_threads(job, todo, model, finished)
                 compute = None
             else:
-                _run_distributed(client, job, todo, model, threads, finished)
+                run_distributed(client, job, todo, model, threads, finished)
                 compute = lambda graph: client.compute(graph).result()  # noqa: E731
             count = build_pyramid(dest, out_axes, named, transforms, levels=levels,
                                   version=version, name=Path(image.path).name,
@@ -360,84 +264,3 @@ def _prepare(dest: Path, fingerprint: str, overwrite: bool,
     return np.asarray(zarr.open_array(str(dest), path=DONE, mode="r")[...])
 
 
-class _scheduler:  # noqa: N801 - used as a context manager, like a function
-    """``(client, torch threads per worker)``: no client for the threaded scheduler, a
-    LocalCluster of ``workers`` processes, or a Client connected to ``scheduler``."""
-
-    def __init__(self, scheduler: str | Any | None, workers: int | None) -> None:
-        if scheduler is not None and workers is not None:
-            raise InputError("give either workers (a local cluster) or scheduler, not both")
-        self.scheduler, self.workers = scheduler, workers
-        self.owned: list[Any] = []
-
-    def __enter__(self) -> tuple[Any, int | None]:
-        if self.scheduler in (None, "threads") and self.workers is None:
-            return None, None
-        from dask.distributed import Client, LocalCluster
-
-        if self.workers is not None:
-            if self.workers < 1:
-                raise InputError(f"workers: must be >= 1, got {self.workers}")
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-            self.owned = [cluster, Client(cluster)]
-            return self.owned[1], max(1, (os.cpu_count() or 1) // self.workers)
-        if isinstance(self.scheduler, str):
-            try:
-                self.owned = [Client(self.scheduler, timeout="20s")]
-            except OSError as exc:
-                raise InputError(f"--scheduler {self.scheduler}: cannot connect ({exc})") \
-                    from None
-            return self.owned[0], None
-        return self.scheduler, None  # a Client given by the caller
-
-    def __exit__(self, *exc: object) -> None:
-        for item in reversed(self.owned):
-            item.close()
-
-
-def _run_threads(job: _Job, todo: list[Chunk], model: Model,
-                 finished: Callable[[tuple[int, ...]], None]) -> None:
-    """The chunks on dask's threaded scheduler; ``finished`` runs in this thread. On an
-    error the chunks already running finish (and are marked) before it is raised, so
-    nothing writes to the destination after this returns."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import dask
-    from dask.callbacks import Callback
-
-    model.receptive_radius()  # cached before threads share the model
-
-    class Done(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
-            if str(key).startswith("chunk-"):
-                finished(result)
-
-    tasks = [dask.delayed(run_chunk, pure=False)(job, c, model,
-                                                 dask_key_name=f"chunk-{i}")
-             for i, c in enumerate(todo)]
-    pool = ThreadPoolExecutor(THREADS, thread_name_prefix="n2v-chunk")
-    try:
-        with Done():
-            dask.compute(*tasks, scheduler="threads", pool=pool, num_workers=THREADS)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _run_distributed(client: Any, job: _Job, todo: list[Chunk], model: Model,
-                     threads: int | None, finished: Callable[[tuple[int, ...]], None]
-                     ) -> None:
-    """The chunks on a dask.distributed cluster, the model broadcast to every worker."""
-    from dask.distributed import as_completed
-
-    if not todo:
-        return
-    payload = client.scatter([_payload(model)], broadcast=True, hash=False)[0]
-    futures = client.map(_remote_chunk, todo, job=job, model_key=_model_hash(model),
-                         payload=payload, threads=threads, pure=False)
-    try:
-        for future in as_completed(futures):
-            finished(future.result())
-    finally:
-        client.cancel(futures)
