@@ -32,9 +32,10 @@ $(RUN_STAMP): $(PY) pyproject.toml
 	rm -f $(VENV)/.installed-run-*
 	touch $(RUN_STAMP)
 
-# The optional extras the tests exercise (bmz, napari) are installed too, so CI runs them.
+# The optional extras the tests exercise (bmz, napari, distributed) are installed too, so CI
+# runs them.
 $(DEV_STAMP): $(RUN_STAMP)
-	$(PIP) install -q -e '.[test,bench,bmz,napari,napari-test]'
+	$(PIP) install -q -e '.[test,bench,bmz,napari,napari-test,distributed]'
 	rm -f $(VENV)/.installed-dev-*
 	touch $(DEV_STAMP)
 

@@ -45,7 +45,8 @@ def _imports(tree: ast.AST) -> set[str]:
 
 # Code that only runs with its optional extra, which it names when missing
 # (n2v_cascade.extras.require): it may import that extra's packages.
-GATED = {"bmz": ["bmz.py"], "napari": ["napari/"], "formats": ["imagefile_bioio.py"]}
+GATED = {"bmz": ["bmz.py"], "napari": ["napari/"], "formats": ["imagefile_bioio.py"],
+         "distributed": ["omezarr.py", "chunked.py", "chunked_run.py"]}
 
 
 def _gated(path: Path) -> str | None:
@@ -89,7 +90,7 @@ CONSTRAINTS = {"bmz": {"pydantic"}}  # bioimageio.spec 0.5.12 fails under pydant
 
 def test_extras_hold_only_what_the_core_does_not_import() -> None:
     extras = PROJECT["optional-dependencies"]
-    assert {"test", "bench", "formats", "bmz", "napari"} <= set(extras)
+    assert {"test", "bench", "formats", "bmz", "napari", "distributed"} <= set(extras)
     assert "bioio" in {_name(r) for r in extras["formats"]}
     core = {_name(r) for r in PROJECT["dependencies"]}
     for name, group in extras.items():
@@ -112,7 +113,7 @@ def test_make_demo_installs_no_extras_and_make_test_runs_the_plain_check(tmp_pat
                              f"{tmp_path}/v/bin/python -m pip install -q -e ."]
     test = _dry_run("test", tmp_path)
     assert (f"{tmp_path}/v/bin/python -m pip install -q -e "
-            f"'.[test,bench,bmz,napari,napari-test]'") in test
+            f"'.[test,bench,bmz,napari,napari-test,distributed]'") in test
     plain = [line for line in test if line.startswith(f"{tmp_path}/p/bin/python")]
     assert plain[-3:] == [f"{tmp_path}/p/bin/python -m pip install -q .",
                           f"{tmp_path}/p/bin/python -m pip install -q --no-deps "

@@ -220,13 +220,21 @@ def denoise(
     output_dtype: Annotated[str, typer.Option(help="Pixel type of the TIFF written: float32 (default, no rounding) or input (the input's type, e.g. uint16: rounded, values outside its range clipped and counted).")] = "float32",
     device: Device = "auto",
     noise_from: Annotated[str, typer.Option("--noise-from", help="With --posterior/--uncertainty, where the noise level comes from: bootstrap (default: measured on each image against its denoised version; safest on real microscope noise), image (measured on each image alone) or stored (measured on the training images).", rich_help_panel="Advanced")] = "bootstrap",
+    workers: Annotated[int | None, typer.Option(help="OME-Zarr: predict on a local dask cluster of this many worker processes (default: threads in this process).", rich_help_panel="OME-Zarr (chunked)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="OME-Zarr: predict on a running dask.distributed cluster at this address (tcp://HOST:PORT); its workers must see the input and output paths.", rich_help_panel="OME-Zarr (chunked)")] = None,
+    chunk: Annotated[str | None, typer.Option(help="OME-Zarr: output chunk sides on the model's spatial axes, e.g. 1024 or 32,256,256 (default 1024x1024; 32x256x256 for 3-D models).", rich_help_panel="OME-Zarr (chunked)")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Denoise images with a saved model; writes TIFFs with the input's axes, pixel sizes and channel names (float32, or the input's type with --output-dtype input), or integer PNGs, in the input's intensity scale."""
+    """Denoise images with a saved model; writes TIFFs with the input's axes, pixel sizes and channel names (float32, or the input's type with --output-dtype input), or integer PNGs, in the input's intensity scale. An OME-Zarr input or output (-o OUT.ome.zarr; the input may be a large TIFF) is predicted chunk by chunk, out of core, on dask; a rerun resumes an interrupted one."""
     from .batch import denoise_files
     from .inputs import list_inputs
+    from .omezarr import is_zarr
 
+    if is_zarr(output) or any(is_zarr(p) for p in images):
+        return _denoise_chunked(images, model, output, workers=workers, scheduler=scheduler, chunk=chunk, posterior=posterior, uncertainty=uncertainty, noise_from=noise_from, device=device, axes=axes, output_dtype=output_dtype, overwrite=overwrite, quiet=quiet, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta)
+    if workers is not None or scheduler is not None or chunk is not None:
+        raise InputError("--workers, --scheduler and --chunk apply to OME-Zarr output (-o OUT.ome.zarr)")
     for path in images:  # a typo fails here, before torch is imported
         list_inputs(path)
     from .model import Model
@@ -247,6 +255,36 @@ def denoise(
         tta=tta, noise_model=noise_from, axes=axes, output_dtype=output_dtype)
     if failed:
         raise typer.Exit(2)
+
+
+def _denoise_chunked(images: list[Path], model: Path, output: Path, *, workers: int | None, scheduler: str | None, chunk: str | None, posterior: bool | None, uncertainty: bool, noise_from: str, device: str, quiet: bool, **options) -> None:
+    """``denoise`` into an OME-Zarr: one input, chunk by chunk (:func:`.chunked.denoise_chunked`)."""
+    from .omezarr import is_zarr
+
+    if len(images) != 1:
+        raise InputError("chunked (OME-Zarr) prediction takes one input: an OME-Zarr, a zarr array or a TIFF")
+    if not is_zarr(output) or output.suffix.lower() != ".zarr":
+        raise InputError(f"{output}: an OME-Zarr input is written as an OME-Zarr; give -o NAME.ome.zarr")
+    if posterior or uncertainty or noise_from != "bootstrap":
+        raise InputError("--posterior, --uncertainty and --noise-from are not available for OME-Zarr output (the prior mean is written)")
+    try:
+        sizes = [int(part) for part in chunk.split(",")] if chunk else None
+    except ValueError:
+        raise InputError(f"--chunk: expected a size or comma-separated sizes (e.g. 1024 or 32,256,256), got {chunk!r}") from None
+    if options["tile"] < 0 or options["batch_size"] < 1 or (options["overlap"] or 0) < 0:
+        raise InputError("--tile, --overlap: must be >= 0; --batch-size: must be >= 1")
+    from .chunked import denoise_chunked
+    from .model import Model
+
+    net = Model.load(model, device=device)
+    options["tile"] = options["tile"] or None
+    try:
+        result = denoise_chunked(net, images[0], output, chunks=sizes[0] if sizes and len(sizes) == 1 else sizes, scheduler=scheduler, workers=workers, progress=not quiet, **options)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the chunks written so far are kept in {output}; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    if not quiet:
+        typer.echo(f"{images[0]} -> {output}: {result.computed} chunk(s) computed, {result.skipped} already done, {max(result.levels, 0) or 'existing'} resolution level(s), {result.seconds:.1f} s")
 
 
 @app.command()
