@@ -62,6 +62,7 @@ LLS_UM = (0.3, 0.145, 0.145)
 PATCH_3D = {"patch_z": 16, "patch_size": 32, "batch_size": 4}  # 2-D: batch 8 (default)
 SPEED_3D = {"patch_z": 16, "patch_size": 64, "batch_size": 8}
 # real prediction runs (the blind-spot net's 544-voxel default tile holds these whole)
+MAX_PROBE_BYTES = 16 << 30  # address space of a probe (this machine: 23.5 GB, shared)
 PREDICT = {"n2v": ["32x512x512"], "blindspot": ["16x128x128", "32x192x192"]}
 
 
@@ -239,7 +240,11 @@ def _peak_mb() -> float:
 
 def probe(args) -> None:
     """Subprocess: ``probe train VARIANT DIR`` or ``probe predict DIR Z Y X [--stub]``."""
+    import resource
+
     torch.set_num_threads(1)
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]  # a MemoryError, not the OOM killer
+    resource.setrlimit(resource.RLIMIT_AS, (min(MAX_PROBE_BYTES, hard % 2**63), hard))
     if args.what == "train":
         variant, folder = args.rest
         data = generated((32, 128, 128))
