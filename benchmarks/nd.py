@@ -62,6 +62,7 @@ LLS_UM = (0.3, 0.145, 0.145)
 PATCH_3D = {"patch_z": 16, "patch_size": 32, "batch_size": 4}  # 2-D: batch 8 (default)
 SPEED_3D = {"patch_z": 16, "patch_size": 64, "batch_size": 8}
 # real prediction runs (the blind-spot net's 544-voxel default tile holds these whole)
+MAX_PROBE_BYTES = 16 << 30  # address space of a probe (this machine: 23.5 GB, shared)
 PREDICT = {"n2v": ["32x512x512"], "blindspot": ["16x128x128", "32x192x192"]}
 
 
@@ -225,11 +226,21 @@ def lls(args) -> None:
 # --- speed and memory ----------------------------------------------------------------
 
 def generated(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    """A uint16 camera-like stack: smooth blobs, Poisson noise, offset 100."""
+    """A uint16 camera-like stack: smooth blobs, Poisson noise, offset 100 (made slice by
+    slice, so that no full-size temporaries raise the peak RSS)."""
     rng = np.random.default_rng(seed)
-    z, y, x = np.ogrid[tuple(slice(0, n) for n in shape)]
-    signal = 200 + 150 * (np.sin(z / 5.0) * np.cos(y / 23.0) * np.sin(x / 17.0)).astype(np.float32)
-    return (rng.poisson(signal) + 100).astype(np.uint16)
+    y, x = np.ogrid[0:shape[1], 0:shape[2]]
+    plane = (np.cos(y / 23.0) * np.sin(x / 17.0)).astype(np.float32)
+    out = np.empty(shape, np.uint16)
+    for z in range(shape[0]):
+        out[z] = rng.poisson(200 + 150 * np.sin(z / 5.0) * plane) + 100
+    return out
+
+
+def _reset_peak() -> None:
+    """Restart the VmHWM count (Linux: 5 > /proc/self/clear_refs) so it holds only what follows."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def _peak_mb() -> float:
@@ -239,7 +250,11 @@ def _peak_mb() -> float:
 
 def probe(args) -> None:
     """Subprocess: ``probe train VARIANT DIR`` or ``probe predict DIR Z Y X [--stub]``."""
+    import resource
+
     torch.set_num_threads(1)
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]  # a MemoryError, not the OOM killer
+    resource.setrlimit(resource.RLIMIT_AS, (min(MAX_PROBE_BYTES, hard % 2**63), hard))
     if args.what == "train":
         variant, folder = args.rest
         data = generated((32, 128, 128))
@@ -264,6 +279,7 @@ def probe(args) -> None:
     overlap = -(-model.receptive_radius() // 8) * 8
     tiles = tile_shape(512, 3, overlap, 8)
     image = generated(shape)
+    _reset_peak()
     base = _peak_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     out = model.denoise(image, axes="ZYX")
@@ -301,11 +317,12 @@ def speed(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in ("n2v", "blindspot"):
             folder = str(Path(tmp) / variant)
-            log.write({"case": f"train {variant}", **_run_probe("train", variant, folder)})
-            for shape in PREDICT[variant]:
+            if variant == "n2v" or "predict" in args.cases:  # the stubs need the n2v model
+                log.write({"case": f"train {variant}", **_run_probe("train", variant, folder)})
+            for shape in PREDICT[variant] if "predict" in args.cases else ():
                 log.write({"case": f"predict {variant} {shape}",
                            **_run_probe("predict", folder, *shape.split("x"))})
-        for shape in args.stub:
+        for shape in args.stub if "stub" in args.cases else ():
             log.write({"case": f"predict n2v {shape} stub",
                        **_run_probe("predict", str(Path(tmp) / "n2v"), *shape.split("x"),
                                     "--stub")})
@@ -356,6 +373,8 @@ def main() -> None:
     lp.add_argument("--budget", type=float, default=120.0)
     lp.add_argument("--method", nargs="*", default=[], help="methods besides n2v")
     sp = sub.add_parser("speed")
+    sp.add_argument("--cases", nargs="+", default=["predict", "stub"],
+                    choices=["predict", "stub"], help="training is always measured")
     sp.add_argument("--stub", nargs="*", default=["32x512x512", "64x1024x1024", "128x1024x1024"])
     fp = sub.add_parser("figure")
     fp.add_argument("--budget", type=float, default=120.0)

@@ -14,11 +14,14 @@ import numpy as np
 
 
 def _brightest(vol: np.ndarray) -> tuple[int, int]:
-    """Z and Y of the brightest (smoothed) region: where the views cut."""
+    """Z and Y of the brightest (smoothed) region of the central half: where the views cut."""
     from scipy.ndimage import uniform_filter
 
-    z, y, _ = np.unravel_index(np.argmax(uniform_filter(vol.astype(np.float32), 9)), vol.shape)
-    return int(z), int(y)
+    lo = [n // 4 for n in vol.shape[:2]]
+    core = vol[lo[0]: vol.shape[0] - lo[0], lo[1]: vol.shape[1] - lo[1]]
+    z, y, _ = np.unravel_index(np.argmax(uniform_filter(core.astype(np.float32), 9)),
+                               core.shape)
+    return int(z) + lo[0], int(y) + lo[1]
 
 
 def orthoviews(panels: dict[str, np.ndarray], um: tuple[float, float, float], path: Path,
@@ -37,9 +40,10 @@ def orthoviews(panels: dict[str, np.ndarray], um: tuple[float, float, float], pa
     lo, hi = np.percentile(panels[scale] if scale else first, (0.5, 99.8))
     zs, ys, xs = first.shape
     aspect = um[0] / um[2]
-    ratio = (zs * aspect) / ys
-    fig, axes = plt.subplots(2, len(panels), figsize=(width * len(panels), width * (1 + ratio)),
-                             gridspec_kw={"height_ratios": [1, ratio]}, squeeze=False)
+    heights = [ys / xs, zs * aspect / xs]  # panel heights per unit width
+    fig, axes = plt.subplots(2, len(panels), squeeze=False,
+                             figsize=(width * len(panels), width * sum(heights) + 1.0),
+                             gridspec_kw={"height_ratios": heights})
     for col, (name, vol) in enumerate(panels.items()):
         top, bottom = axes[0, col], axes[1, col]
         top.imshow(vol[z], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
