@@ -186,6 +186,25 @@ def curve(args) -> None:
     print(report_curve(log.rows))
 
 
+def depth(args) -> None:
+    """3-D U-Net depth 2 (the 3-D N2V paper's) against 3 (the 2-D default) at one budget."""
+    log = Log("depth", "stack", "method", "depth", "budget_s")
+    timer = start(log, "python -m benchmarks.nd depth", "depth")
+    for key in args.stacks:
+        clean, noisy, dr = synthetic(key)
+        for method in args.methods:
+            for d in (2, 3):
+                if log.done(stack=key, method=method, depth=d, budget_s=args.budget):
+                    continue
+                net = {"depth": d}
+                model, row = fit(noisy, recipe(method, 3, network=net), args.budget)
+                out, pred = denoise(model, noisy)
+                log.write({"stack": key, "method": method, "depth": d, "budget_s": args.budget,
+                           "radius": model.receptive_radius(), **row, **pred,
+                           **scores(out, clean, dr)})
+    log.write({"kind": "section", **timer.finish()})
+
+
 # --- lattice light-sheet: ground-truth-free score ------------------------------------
 
 def lls(args) -> None:
@@ -369,6 +388,10 @@ def main() -> None:
     c.add_argument("--stacks", nargs="+", default=["nucleus"], choices=list(STACKS))
     c.add_argument("--method", default="n2v")
     c.add_argument("--marks", nargs="+", type=float, default=[40.0, 80.0, 160.0, 320.0])
+    dp = sub.add_parser("depth")
+    dp.add_argument("--budget", type=float, default=120.0)
+    dp.add_argument("--stacks", nargs="+", default=list(STACKS), choices=list(STACKS))
+    dp.add_argument("--methods", nargs="+", default=["n2v", "blindspot"])
     lp = sub.add_parser("lls")
     lp.add_argument("--budget", type=float, default=120.0)
     lp.add_argument("--method", nargs="*", default=[], help="methods besides n2v")
