@@ -156,19 +156,24 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     return None
 
 
+#: The fast convolution layout by tensor rank: channels-last strides for 2-D (NCHW) and
+#: 3-D (NCDHW) batches and weights (oneDNN and cuDNN then skip reordering every
+#: convolution's input; RESULTS.md "Channels-last in 3-D").
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
-    """Channels-last strides for 2-D batches (the fast convolution path); 3-D as is."""
-    if x.ndim == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
+    """``x`` in the fast layout for its rank (other ranks as they are)."""
+    fmt = _CHANNELS_LAST.get(x.ndim)
+    return x if fmt is None else x.contiguous(memory_format=fmt)
 
 
 def place(network: nn.Module, device: torch.device) -> nn.Module:
-    """Move a network to ``device`` in its fast layout (channels-last for 2-D weights;
-    3-D weights keep their layout)."""
-    if any(p.ndim == 5 for p in network.parameters()):
-        return network.to(device=device)
-    return network.to(device=device, memory_format=torch.channels_last)
+    """Move a network to ``device`` in the fast layout of its convolution weights."""
+    ranks = {p.ndim for p in network.parameters()} & set(_CHANNELS_LAST)
+    fmt = _CHANNELS_LAST[max(ranks)] if ranks else None
+    return network.to(device=device) if fmt is None else network.to(device=device,
+                                                                    memory_format=fmt)
 
 
 def load(path: str | Path, *, weights_only: bool = True) -> Any:
