@@ -6,6 +6,8 @@ blind spot) are tested in test_models_3d.py.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -164,6 +166,20 @@ def test_tiled_3d_prediction_equals_whole_volume_prediction() -> None:
     whole = model.denoise(vol, axes="ZYX", tile=None)
     tiled = model.denoise(vol, axes="ZYX", tile=8)
     np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_default_3d_tiles_hold_a_bounded_number_of_voxels() -> None:
+    from n2v_cascade.model import TILE_VOXELS_3D
+
+    # a deep, wide stack: Z whole, YX shrunk to the 4x-overlap floor
+    assert tile_shape(512, 3, 36, 4, (128, 2048, 2048)) == (128, 144, 144)
+    # a thin stack: the YX sides shrink only as far as the budget needs
+    thin = tile_shape(512, 3, 8, 4, (32, 2048, 2048))
+    assert math.prod(thin) <= TILE_VOXELS_3D and thin[0] == 32 and thin[1] > 4 * 8
+    # a network with six views gets a sixth of the voxels; small images stay whole
+    assert math.prod(tile_shape(512, 3, 8, 4, (32, 2048, 2048), cost=6)) <= TILE_VOXELS_3D // 6
+    assert tile_shape(512, 3, 8, 4, (20, 40, 44)) == (20, 40, 44)
+    assert tile_shape(512, 2, 8, 4, (2048, 2048)) == (512, 512)  # 2-D: as requested
 
 
 def test_few_slices_shrink_the_patch_depth_instead_of_failing() -> None:

@@ -9,7 +9,8 @@ without it is an incomplete save and is refused on load.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,9 @@ class Model:
         padded, crop = pad_image(self.normalizer.apply(image), div, self.config.dims)
         if tile is not None:
             overlap = -(-overlap // div) * div
-            tile = tile_shape(tile, self.config.dims, overlap, div)
+            spatial = padded.shape[padded.ndim - self.config.dims:]
+            tile = tile_shape(tile, self.config.dims, overlap, div, spatial,
+                              getattr(self.network, "tile_cost", 1))
         self.network.eval()
         method, run = self.method, Runner(self.network, self.device)
 
@@ -286,27 +289,43 @@ class Model:
         return model
 
 
-#: Largest tile sides of a 3-D tile along the depth axis and in YX for an int ``tile``;
-#: the overlap floor below can raise them (a 3-D network's activations grow with the cube).
-TILE_3D = (64, 192)
+#: Most voxels of a default 3-D tile (an int ``tile``), in U-Net voxels: a width-32 3-D
+#: U-Net holds about 640 bytes of float32 activations per tile voxel (channels-last), so
+#: about 1.3 GB; a network that runs several views divides it by their number
+#: (``tile_cost``). The 4x-overlap floor of :func:`tile_shape` wins when it needs more.
+TILE_VOXELS_3D = 2**21
 
 
-def tile_shape(tile: int | tuple[int, ...], dims: int, overlap: int, div: int
-               ) -> tuple[int, ...]:
-    """The tile shape used for a requested ``tile`` (an int: a side for every axis, capped
-    by :data:`TILE_3D` in 3-D): a multiple of ``div``, and at least 4x the overlap, so
-    that tiles are exact and at least half of each tile side is kept (a tile barely above
-    2x the overlap would be exact but mostly wasted work; in 3-D the waste is cubed).
-    Tiles larger than the image are clamped to it when cut.
+def tile_shape(tile: int | tuple[int, ...], dims: int, overlap: int, div: int,
+               extent: Sequence[int] | None = None, cost: int = 1) -> tuple[int, ...]:
+    """The tile shape used for a requested ``tile``: a multiple of ``div``, and at least
+    4x the overlap, so that tiles are exact and at least half of each tile side is kept
+    (a tile barely above 2x the overlap would be exact but mostly wasted work; in 3-D the
+    waste is cubed).
+
+    An int ``tile`` is the side on every axis; in 3-D the tile is clamped to the image's
+    ``extent`` (the padded spatial shape) and its longest sides shrink towards the floor
+    until it holds at most :data:`TILE_VOXELS_3D` / ``cost`` voxels, so the memory of a
+    3-D prediction is bounded whatever the stack's size. Tiles larger than the image are
+    clamped to it when cut.
     """
-    if isinstance(tile, int):
-        sizes = (tile,) * dims if dims == 2 else (min(tile, TILE_3D[0]),
-                                                  min(tile, TILE_3D[1]), min(tile, TILE_3D[1]))
-    else:
+    floor = max(4 * overlap, div)
+    if not isinstance(tile, int):
         sizes = tuple(int(t) for t in tile)
         if len(sizes) != dims:
             raise InputError(f"tile: expected {dims} sizes for a {dims}-D model, got {tile!r}")
-    return tuple(max(-(-t // div) * div, 4 * overlap, div) for t in sizes)
+        return tuple(max(-(-t // div) * div, floor) for t in sizes)
+    sizes = [max(-(-tile // div) * div, floor)] * dims
+    if dims == 3:
+        if extent is not None:
+            sizes = [min(s, -(-int(e) // div) * div) for s, e in zip(sizes, extent, strict=True)]
+        budget = TILE_VOXELS_3D // max(1, cost)
+        while math.prod(sizes) > budget:
+            axis = max(range(dims), key=lambda a: sizes[a])
+            if sizes[axis] <= floor:
+                break
+            sizes[axis] = max(floor, sizes[axis] - div)
+    return tuple(sizes)
 
 
 def _order(key: str) -> int:

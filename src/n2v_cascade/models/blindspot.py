@@ -116,6 +116,7 @@ class BlindSpotNet(nn.Module):
         self.depth = depth
         self.ndim = ndim
         self.views = VIEWS[ndim]
+        self.tile_cost = len(self.views)  # activations per voxel, in U-Nets (tile_shape)
         self.backbone = UNetBackbone(in_channels, depth, width, ndim, shift=True, growth=growth)
         conv, wide = conv_class(ndim), len(self.views) * width
         self.head = nn.Sequential(conv(wide, wide, 1), nn.ReLU(), conv(wide, width, 1), nn.ReLU())
