@@ -12,7 +12,7 @@ StepsPerEpoch = Annotated[int | None, typer.Option(help="Training steps per epoc
 PatchSize = Annotated[int | None, typer.Option(help="Side in pixels of the square crops the network learns from (default 64; must be divisible by 2 to the power --depth, e.g. 8 for depth 3). Smaller is faster per step.", rich_help_panel="Advanced")]
 BatchSize = Annotated[int | None, typer.Option(help="Crops per training step (default 8).", rich_help_panel="Advanced")]
 LearningRate = Annotated[float | None, typer.Option("--learning-rate", "--lr", help="How fast the network changes per step (default 1e-3, n2v2 3e-4). Lower it if training stops with 'diverged'.", rich_help_panel="Advanced")]
-Depth = Annotated[int | None, typer.Option(help="How many times the network halves the image internally (default 3): deeper sees a wider context around each pixel but is slower.", rich_help_panel="Advanced")]
+Depth = Annotated[int | None, typer.Option(help="How many times the network halves the image internally (default 3, or 2 with --dims 3): deeper sees a wider context around each pixel but is slower.", rich_help_panel="Advanced")]
 Width = Annotated[int | None, typer.Option(help="Size of the network (feature channels of its first level, default 32): wider can be better and is slower.", rich_help_panel="Advanced")]
 Device = Annotated[str, typer.Option(help="Where to compute: auto (a CUDA GPU, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps.")]
 Axes = Annotated[str | None, typer.Option(help="Axes of each input, e.g. YX, ZYX, TCYX (letters S T C Z Y X). Default: read from ImageJ/OME metadata when the file has them; otherwise YX for 2-D images and SYX for stacks (each image denoised on its own), or ZYX with --dims 3.")]

@@ -162,18 +162,27 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
+def _layout(rank: int, device: torch.device, bfloat16: bool) -> torch.memory_format | None:
+    """The layout for tensors of ``rank``, or None (as they are). On the CPU, 3-D in
+    bfloat16 stays contiguous: oneDNN's bfloat16 3-D convolutions with channels-last
+    weights give non-finite gradients now and then (torch 2.13, docs/DECISIONS.md)."""
+    if rank == 5 and bfloat16 and device.type == HOST.type:
+        return None
+    return _CHANNELS_LAST.get(rank)
+
+
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the fast layout for its rank (other ranks as they are)."""
-    fmt = _CHANNELS_LAST.get(x.ndim)
+    """``x`` in the fast layout for its rank and the autocast in force."""
+    fmt = _layout(x.ndim, x.device, autocast_dtype(x) == torch.bfloat16)
     return x if fmt is None else x.contiguous(memory_format=fmt)
 
 
-def place(network: nn.Module, device: torch.device) -> nn.Module:
-    """Move a network to ``device`` in the fast layout of its convolution weights."""
+def place(network: nn.Module, device: torch.device, precision: str = "float32") -> nn.Module:
+    """Move a network to ``device`` in the fast layout of its convolution weights for
+    ``precision`` (the one it will run in)."""
     ranks = {p.ndim for p in network.parameters()} & set(_CHANNELS_LAST)
-    fmt = _CHANNELS_LAST[max(ranks)] if ranks else None
-    return network.to(device=device) if fmt is None else network.to(device=device,
-                                                                    memory_format=fmt)
+    fmt = _layout(max(ranks), torch.device(device), precision == "bfloat16") if ranks else None
+    return network.to(device=device, memory_format=fmt or torch.contiguous_format)
 
 
 def load(path: str | Path, *, weights_only: bool = True) -> Any:

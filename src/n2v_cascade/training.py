@@ -153,7 +153,7 @@ def train(
                                session.world))
 
         torch.manual_seed(config.seed)
-        network = place(method.build_network(), device)
+        network = place(method.build_network(), device, config.precision)
         optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
         generator = torch.Generator().manual_seed(config.seed)
         state = {"epoch": 0, "step": 0, "history": [], "seconds": 0.0}
