@@ -100,6 +100,7 @@ def checks(work: Path) -> dict[str, object]:
         "train --mask horizontal:3": train("struct", "--variant", "structured", "--mask",
                                            "horizontal:3"),
         "train --variant probabilistic": train("prob", "--variant", "probabilistic"),
+        "train --lazy (a plain TIFF, memory-mapped: no zarr needed)": train("lazy", "--lazy"),
         "train --variant probabilistic --backbone blindspot": train(
             "probbs", "--variant", "probabilistic", "--backbone", "blindspot"),
         "denoise (n2v)": denoise("n2v"),

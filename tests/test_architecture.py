@@ -22,8 +22,8 @@ LAYERS = [
     {"config"},
     {"posterior", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
-    {"checkpoints", "training", "training_data", "batch", "checkpoint_export", "chunked",
-     "chunked_run"},
+    {"checkpoints", "training", "training_data", "lazy_data", "batch", "checkpoint_export",
+     "chunked", "chunked_run"},
     {"stages", "cascade", "cascade_data"},
     {"reproduce", "demo"},
     {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__",

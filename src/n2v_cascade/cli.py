@@ -171,14 +171,17 @@ def train(
     device: Device = "auto",
     processes: Annotated[int | None, typer.Option("--processes", help="Train one model with N processes on this machine (PyTorch DistributedDataParallel; CPUs: gloo, each process gets its share of the cores; CUDA: nccl, one GPU each). --batch-size is the batch of all processes together (it must divide by N) and the learning rate is unchanged, so the recipe is that of one process. Rank 0 writes the checkpoints and the model; --resume works with any number of processes. Under torchrun leave it out.", rich_help_panel="Advanced")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped or interrupted run in OUTPUT (its settings are taken from the folder); with a larger --epochs, train a finished model longer.")] = False,
+    lazy: Annotated[bool, typer.Option("--lazy", help="Read TIFFs block by block instead of whole, for images larger than memory: training draws its crops from 8 random blocks of storage chunks at a time, drawn again every 50 steps (zarr and OME-Zarr inputs are always read so; tiled or compressed TIFFs need the distributed extra).")] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a denoiser on noisy images (self-supervised) and save it to a model folder."""
     from .inputs import list_inputs
+    from .omezarr import is_zarr
 
     for path in images:  # a typo fails here, before torch is imported
-        list_inputs(path)
+        if not is_zarr(path):  # a zarr store is a folder of chunks, not of images
+            list_inputs(path)
     from .checkpoints import stored_recipe
     from .training import train as train_fn
 
@@ -200,7 +203,7 @@ def train(
         sys.exit(launch(["-m", __package__, *sys.argv[1:]], processes))  # rank 0 has spoken
     model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
                      resume=resume, overwrite=overwrite, progress=not quiet, device=device,
-                     time_limit=limit)
+                     time_limit=limit, lazy=lazy)
     if not quiet and process_env()[0] == 0:
         typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 

@@ -126,6 +126,10 @@ class PatchSampler:
         """Pixels (voxels) per channel in all images."""
         return int(self.flat.numel()) // self.channels
 
+    def seek(self, step: int) -> None:
+        """Nothing to do: a batch depends on the generator alone (a resumed run sets the
+        step of :class:`~n2v_cascade.lazy_data.BlockSampler`, which also needs it)."""
+
     def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """A batch ``(B, C, *patch)`` of random patches, randomly flipped/turned."""
         nd = len(self.patch)

@@ -17,7 +17,8 @@ from .errors import N2VError
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bmz": ("BioImage Model Zoo export", ("bioimageio.spec", "bioimageio.core")),
     "napari": ("the napari plugin", ("napari", "magicgui", "qtpy")),
-    "distributed": ("chunked (OME-Zarr, dask) prediction",
+    "distributed": ("reading zarr, OME-Zarr or tiled TIFFs chunk by chunk (chunked "
+                    "prediction, lazy training)",
                     ("zarr", "ome_zarr", "dask.array", "dask.distributed")),
 }
 

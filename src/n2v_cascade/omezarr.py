@@ -26,7 +26,7 @@ import tifffile
 
 from .axes import check_axes
 from .errors import InputError
-from .extras import require
+from .extras import MissingExtraError, require
 from .imagefile import _Found, _resolve_axes
 from .imagefile_meta import ImageMeta, imagej_info, map_axes, microns_per, ome_info, tiff_physical
 
@@ -77,9 +77,9 @@ class LazyImage:
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """The pixels of ``region`` (one slice per axis) as stored."""
-        zarr, _ = modules()
-        if self.kind == "tiff-memmap":
+        if self.kind == "tiff-memmap":  # needs no zarr
             return np.array(tifffile.memmap(self.path, mode="r")[region])
+        zarr, _ = modules()
         if self.kind == "tiff":  # a fresh handle per read: tifffile's are not thread-safe
             with tifffile.TiffFile(self.path) as tif:
                 store = tif.series[int(self.array)].aszarr()
@@ -220,7 +220,10 @@ def _user_axes(meta: ImageMeta, axes: str, shape: tuple[int, ...]) -> ImageMeta:
 def _open_tiff(path: Path, axes: str | None) -> LazyImage:
     """The first series of a TIFF through tifffile's zarr store, with its metadata."""
     source = str(path)
-    zarr, _ = modules()
+    try:
+        zarr, _ = modules()
+    except MissingExtraError:  # an uncompressed TIFF is memory-mapped without zarr
+        zarr = None
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -251,15 +254,19 @@ def _open_tiff(path: Path, axes: str | None) -> LazyImage:
 def _tiff_store(path: Path, series: Any, zarr: Any) -> tuple[str, tuple[int, ...],
                                                           tuple[int, ...]]:
     """How a TIFF is read by region: tifffile's zarr store (it implements zarr v3's store
-    interface), or else a memory map of uncompressed contiguous pixels; else refused."""
-    try:
-        store = zarr.open_array(series.aszarr(), mode="r")
-        return "tiff", tuple(store.shape), tuple(store.chunks)
-    except Exception:  # noqa: BLE001 - a tifffile/zarr pairing without a working store
-        pass
+    interface), or else a memory map of uncompressed contiguous pixels; else refused
+    (``zarr`` None: not installed, so only the memory map is tried)."""
+    if zarr is not None:
+        try:
+            store = zarr.open_array(series.aszarr(), mode="r")
+            return "tiff", tuple(store.shape), tuple(store.chunks)
+        except Exception:  # noqa: BLE001 - a tifffile/zarr pairing without a working store
+            pass
     try:
         mapped = tifffile.memmap(path, mode="r")
     except ValueError:
+        if zarr is None:
+            modules()  # the one-line error naming the extra
         raise InputError(f"{path}: cannot be read by region here (tifffile's zarr store "
                          f"fails and the pixels are not contiguous); convert it to "
                          f"OME-Zarr first") from None

@@ -29,24 +29,17 @@ from .checkpoints import (
     stored_recipe,
 )
 from .config import TrainConfig, update_config
-from .data import PatchSampler, default_steps_per_epoch, split_train_val
+from .data import default_steps_per_epoch
 from .distributed import Session, unwrap
 from .errors import InputError, N2VError, TrainingDivergedError
 from .inputs import load_inputs
+from .lazy_data import lazy_training_data, open_lazy, wants_lazy
 from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
-from .normalize import Normalizer
 from .progress import clock, note, progress_bar
 from .runtime import Runner, choose_precision, describe_device, place, resolve_device
-from .training_data import (
-    joint_channels,
-    resolve_dims,
-    settings_for_data,
-    training_patch,
-    training_samples,
-    validation_patches,
-)
+from .training_data import in_memory_data, validation_patches
 
 
 class TrainingInterrupted(N2VError):
@@ -87,13 +80,15 @@ def train(
     device: str | torch.device | None = None,
     time_limit: float | None = None,
     callbacks: Sequence[Callback] = (),
+    lazy: bool = False,
 ) -> Model:
     """Train a denoiser on noisy images and return the trained :class:`Model`.
 
     Parameters
     ----------
     images
-        An array, a list of arrays, or file/folder path(s).
+        An array, a list of arrays, or file/folder path(s). Zarr stores (OME-Zarr or a
+        plain zarr array) are read lazily, as with ``lazy``.
     config
         The recipe; ``TrainConfig()`` (paper defaults) if omitted.
     axes
@@ -111,6 +106,10 @@ def train(
         Seconds of training after which the run stops cleanly with the model so far.
     callbacks
         Called with a :class:`StepInfo` after every step; returning True stops cleanly.
+    lazy
+        Read TIFF files (and zarr stores) block by block instead of whole: training draws
+        its patches from a few random blocks of storage chunks at a time (the rule is in
+        :mod:`n2v_cascade.lazy_data`).
 
     Started by ``torchrun`` or ``n2v-cascade train --processes N`` (or in a process group
     already set up), every process calls this and they train one model together; only
@@ -120,27 +119,21 @@ def train(
     session = Session.from_env()  # one process, or one of torchrun's / --processes
     session.batch(config.batch_size)  # a global batch that does not split is refused now
     progress = progress and session.writes
-    inputs = load_inputs(images, axes, config.dims)
+    lazy = wants_lazy(images, lazy)
+    inputs = (open_lazy(images, axes, config.dims) if lazy
+              else load_inputs(images, axes, config.dims))
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = prepare_output(out, resume, overwrite)
     resume = resume and ckpt_path is not None and ckpt_path.exists()
     if time_limit is not None and not time_limit > 0:
         raise InputError(f"time limit must be positive, got {time_limit}")
 
-    config = resolve_dims(config, inputs)
-    raw, names = training_samples(inputs, config)
-    config = joint_channels(config, raw, names)
-    config = settings_for_data(config, raw, names, progress)
-    normalizer = Normalizer.fit(raw)
+    data = (lazy_training_data if lazy else in_memory_data)(config, inputs, progress)
+    config, sampler, patch = data.config, data.sampler, data.patch
     method = get_method(config)
-    divisor = 2 ** config.network.depth
-    patch = training_patch(config, raw)
-    split = split_train_val([normalizer.apply(s) for s in raw], patch,
-                            config.val_fraction, names, divisor=divisor)
-    sampler = PatchSampler(split.train, patch, augment=config.augment)
     steps = config.steps_per_epoch or default_steps_per_epoch(
         sampler.n_pixels, patch, config.batch_size)
-    noise = (estimate_noise_model(raw, config.noise_model, names)
+    noise = (estimate_noise_model(data.raw, config.noise_model, data.names)
              if method.predicts_variance else None)
     device = resolve_device(device)
     with session.joined(device) as device:
@@ -149,7 +142,7 @@ def train(
         if session.writes:  # only now: bad inputs write nothing
             claim_output(out, fresh=overwrite and not resume)
         if progress:
-            note(settings_line(config, steps, device, why, raw, time_limit, patch,
+            note(settings_line(config, steps, device, why, data.shown, time_limit, patch,
                                session.world))
 
         torch.manual_seed(config.seed)
@@ -161,17 +154,18 @@ def train(
         if resume:
             state, ema_state, saved = load_checkpoint(ckpt_path, config, network, optimizer,
                                                       generator)
-        session.seed_generator(generator, config.seed, state["epoch"] * steps + state["step"],
-                               saved)
+        start = state["epoch"] * steps + state["step"]
+        session.seed_generator(generator, config.seed, start, saved)
+        sampler.seek(start)  # a lazy sampler's blocks follow the step
         loop = _Loop(Runner(session.wrap(network), device, config.precision), optimizer,
                      method, sampler, generator, config, ckpt_path, state, session)
         if ema_state is not None:
             loop.load_ema(ema_state, ckpt_path)
-        val_batches = validation_patches(split.val, sampler.channels)
+        val_batches = validation_patches(data.val, sampler.channels)
         with catch_sigint() as interrupted:
             loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
         network.load_state_dict(loop.final_weights())
-        model = Model(network, config, normalizer, noise=noise, history=state["history"],
+        model = Model(network, config, data.normalizer, noise=noise, history=state["history"],
                       device=device)
         model.train_seconds = state["seconds"]
         if out is not None and session.writes:

@@ -1,19 +1,64 @@
 """What training makes of its inputs: the network's dims, every sample of every image,
-the channels, the patch shape, the method's settings from the data, validation batches."""
+the channels, the patch shape, the method's settings from the data, validation batches.
+
+:func:`in_memory_data` is the path for images read whole; :mod:`n2v_cascade.lazy_data`
+gives the same :class:`TrainingData` for images read block by block.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from .axes import choose_dims, layout, planes, to_samples
 from .config import TrainConfig, update_config
+from .data import PatchSampler, split_train_val
 from .errors import InputError
 from .inputs import Input
 from .methods import get_method
+from .normalize import Normalizer
 from .progress import note
+
+
+@dataclass
+class TrainingData:
+    """What the training loop needs from its inputs, however they are read.
+
+    ``raw`` (with ``names``) are the unnormalised samples the normaliser, the method's
+    settings and the noise model were taken from (all samples in memory, a first sample
+    of blocks when lazy); ``sampler`` draws the batches (``.sample``, ``.n_pixels``,
+    ``.channels``, ``.seek``); ``val`` are the normalised validation patches; ``shown``
+    has the shape of every sample of every image, for the settings line.
+    """
+
+    config: TrainConfig
+    raw: list[np.ndarray]
+    names: list[str]
+    normalizer: Normalizer
+    patch: tuple[int, ...]
+    sampler: Any
+    val: list[np.ndarray]
+    shown: Sequence[np.ndarray]
+
+
+def in_memory_data(config: TrainConfig, inputs: Sequence[Input], progress: bool
+                   ) -> TrainingData:
+    """Images read whole: every sample in memory, the bottom strips held out."""
+    config = resolve_dims(config, inputs)
+    raw, names = training_samples(inputs, config)
+    config = joint_channels(config, raw, names)
+    config = settings_for_data(config, raw, names, progress)
+    normalizer = Normalizer.fit(raw)
+    divisor = 2 ** config.network.depth
+    patch = training_patch(config, raw)
+    split = split_train_val([normalizer.apply(s) for s in raw], patch,
+                            config.val_fraction, names, divisor=divisor)
+    sampler = PatchSampler(split.train, patch, augment=config.augment)
+    return TrainingData(config, raw, names, normalizer, patch, sampler, split.val, raw)
 
 
 def resolve_dims(config: TrainConfig, inputs: Sequence[Input]) -> TrainConfig:
