@@ -183,3 +183,21 @@ def test_convolutions_run_channels_last_except_3d_bfloat16_on_the_cpu() -> None:
     with autocast(host, "bfloat16"):
         assert fast_layout(x).is_contiguous()
         assert fast_layout(x[:, :, 0]).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_float16_training_scales_the_loss_and_resumes_exactly(noisy_pair, tmp_path,
+                                                              monkeypatch) -> None:
+    from n2v_cascade import runtime
+
+    _, noisy = noisy_pair
+    cfg = tiny_config(epochs=2, steps_per_epoch=4, precision="float16")
+    whole = train(noisy, cfg, progress=False)
+    assert whole.config.precision == "float16" and np.isfinite(whole.denoise(noisy)).all()
+    train(noisy, cfg, output_dir=tmp_path / "m", progress=False, time_limit=1e-9)
+    saved = torch.load(tmp_path / "m" / CHECKPOINT, weights_only=False)["state"]["scaler"]
+    assert saved["scale"] > 1  # the loss scale is kept for the resumed run
+    resumed = train(noisy, cfg, output_dir=tmp_path / "m", progress=False, resume=True)
+    np.testing.assert_array_equal(resumed.denoise(noisy), whole.denoise(noisy))
+    # a CUDA GPU without bfloat16 gets float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert runtime.choose_precision("auto", torch.device("cuda"))[0] == "float16"

@@ -162,7 +162,7 @@ def train(
     mask_stride: Annotated[int | None, typer.Option(help="Spacing in pixels of the hidden grid with grid masking (default 4).", rich_help_panel="Advanced")] = None,
     noise_model: Annotated[str | None, typer.Option(help="Probabilistic methods: the kind of noise, gaussian (the same everywhere, default) or poisson-gaussian (grows with brightness: photon counting, most fluorescence).", rich_help_panel="Advanced")] = None,
     sigma: Annotated[float | None, typer.Option(help="The noise level if you know it (Gaussian standard deviation in the image's units); default: measured from the images.", rich_help_panel="Advanced")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto (default: bfloat16 where a quick timing at start shows it faster, e.g. CPUs with native bfloat16 and most GPUs; float32 elsewhere), float32 or bfloat16. The choice is printed and saved with the model.", rich_help_panel="Advanced")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (default: bfloat16 where a quick timing at start shows it faster, e.g. CPUs with native bfloat16 and most GPUs; float32 elsewhere; float16 with loss scaling on CUDA GPUs without bfloat16), float32, bfloat16 or float16. The choice is printed and saved with the model.", rich_help_panel="Advanced")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Stop training after this long (e.g. 90s, 10m, 2h) and save the model so far; --resume continues it. Default: no limit.")] = None,
     axes: Axes = None,
     dims: Dims = None,

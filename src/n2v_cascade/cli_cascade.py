@@ -101,7 +101,7 @@ def cascade(
     seed: Annotated[int | None, typer.Option(help="Seed of stage 1; stage k uses seed + k - 1 (default 0).")] = None,
     depth: Depth = None,
     width: Width = None,
-    precision: Annotated[str | None, typer.Option(help="auto (default), float32 or bfloat16 (see `train --help`).")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (default), float32, bfloat16 or float16 (see `train --help`).")] = None,
     axes: Axes = None,
     device: Device = "auto",
     dims: Dims = None,

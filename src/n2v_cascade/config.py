@@ -137,7 +137,7 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
     seed: int = Field(0, ge=0)
     augment: bool = True
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     nll_beta: float | None = Field(None, ge=0.0, le=1.0)
     mean_loss: Literal["nll", "mse"] | None = None
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)

@@ -107,7 +107,7 @@ def choose_precision(precision: str, device: torch.device) -> tuple[str, str]:
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bfloat16", "this GPU supports it"
-        return "float32", "this GPU has no bfloat16"
+        return "float16", "this GPU has no bfloat16; float16 with loss scaling"
     if device.type != HOST.type:
         return "float32", f"mixed precision is not used on {device.type}"
     speedup = cpu_bfloat16_speedup()
@@ -143,9 +143,21 @@ def cpu_bfloat16_speedup() -> float:
             return 0.0
 
 
+#: The autocast dtype of each reduced precision (float32: no autocast).
+HALF = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for the forward pass: bfloat16 autocast when asked for."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+    """Mixed precision for the forward pass: autocast to bfloat16 or float16 when asked
+    for (float16 training also scales the loss: :func:`grad_scaler`)."""
+    return torch.autocast(device.type, dtype=HALF.get(precision, torch.bfloat16),
+                          enabled=precision in HALF)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for float16 training (its gradients underflow without it); a
+    pass-through for the other precisions."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "float16")
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
@@ -162,18 +174,19 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
-def _layout(rank: int, device: torch.device, bfloat16: bool) -> torch.memory_format | None:
-    """The layout for tensors of ``rank``, or None (as they are). On the CPU, 3-D in
-    bfloat16 stays contiguous: oneDNN's bfloat16 3-D convolutions with channels-last
-    weights give non-finite gradients now and then (torch 2.13, docs/DECISIONS.md)."""
-    if rank == 5 and bfloat16 and device.type == HOST.type:
+def _layout(rank: int, device: torch.device, half: bool) -> torch.memory_format | None:
+    """The layout for tensors of ``rank``, or None (as they are). On the CPU, 3-D in a
+    reduced precision stays contiguous: oneDNN's bfloat16 3-D convolutions with
+    channels-last weights give non-finite gradients now and then (torch 2.13,
+    docs/DECISIONS.md)."""
+    if rank == 5 and half and device.type == HOST.type:
         return None
     return _CHANNELS_LAST.get(rank)
 
 
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
     """``x`` in the fast layout for its rank and the autocast in force."""
-    fmt = _layout(x.ndim, x.device, autocast_dtype(x) == torch.bfloat16)
+    fmt = _layout(x.ndim, x.device, autocast_dtype(x) in HALF.values())
     return x if fmt is None else x.contiguous(memory_format=fmt)
 
 
@@ -181,7 +194,7 @@ def place(network: nn.Module, device: torch.device, precision: str = "float32") 
     """Move a network to ``device`` in the fast layout of its convolution weights for
     ``precision`` (the one it will run in)."""
     ranks = {p.ndim for p in network.parameters()} & set(_CHANNELS_LAST)
-    fmt = _layout(max(ranks), torch.device(device), precision == "bfloat16") if ranks else None
+    fmt = _layout(max(ranks), torch.device(device), precision in HALF) if ranks else None
     return network.to(device=device, memory_format=fmt or torch.contiguous_format)
 
 

@@ -38,7 +38,14 @@ from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
 from .progress import clock, note, progress_bar
-from .runtime import Runner, choose_precision, describe_device, place, resolve_device
+from .runtime import (
+    Runner,
+    choose_precision,
+    describe_device,
+    grad_scaler,
+    place,
+    resolve_device,
+)
 from .training_data import in_memory_data, validation_patches
 
 
@@ -188,6 +195,9 @@ class _Loop:
         self.ema = (AveragedModel(self.network, multi_avg_fn=_ema_update(config.ema_decay))
                     if config.ema_decay > 0 else None)
         self.threads = max(1, torch.get_num_threads())
+        self.scaler = grad_scaler(run.device, config.precision)
+        if "scaler" in state:  # a float16 run resumed: its loss scale goes on
+            self.scaler.load_state_dict(state["scaler"])
 
     def final_weights(self) -> dict:
         """The weights the trained model gets: the moving average if enabled."""
@@ -278,8 +288,9 @@ class _Loop:
         value = self.session.mean(float(loss.detach()))  # the loss of the global batch
         if not math.isfinite(value):  # then in every process: none waits in backward
             return value
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)  # float16: skipped when a gradient overflowed
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update_parameters(self.network)
         return value
@@ -307,6 +318,8 @@ class _Loop:
     def _write_checkpoint(self, ranks: dict) -> None:
         from .io import atomic_path
 
+        if self.scaler.is_enabled():
+            self.state["scaler"] = self.scaler.state_dict()
         payload = {
             "state": self.state, "network": self.network.state_dict(), "ranks": ranks,
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
