@@ -201,3 +201,16 @@ def test_float16_training_scales_the_loss_and_resumes_exactly(noisy_pair, tmp_pa
     # a CUDA GPU without bfloat16 gets float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert runtime.choose_precision("auto", torch.device("cuda"))[0] == "float16"
+
+
+@pytest.mark.parametrize("command", [["demo"], ["reproduce", "--clean", "CLEAN"]])
+def test_commands_that_run_networks_take_a_device(command, tmp_path, capsys) -> None:
+    import tifffile
+
+    from conftest import run_cli
+
+    clean = tmp_path / "clean.tif"
+    tifffile.imwrite(clean, np.random.default_rng(0).random((16, 16), np.float32))
+    argv = [str(clean) if a == "CLEAN" else a for a in command]
+    code, _, err = run_cli([*argv, "-o", str(tmp_path / "out"), "--device", "tpu"], capsys)
+    assert code != 0 and "unknown device" in err and len(err.strip().splitlines()) == 1

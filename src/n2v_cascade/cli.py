@@ -356,6 +356,7 @@ def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo outputs.")] = Path("demo-output"),
     epochs: Annotated[int, typer.Option(help="Epochs of stage 1, Structured N2V (short by default).")] = 10,
     retrain_epochs: Annotated[int, typer.Option(help="Epochs of stage 2, Probabilistic N2V retrained on stage 1's output.")] = 5,
+    device: Device = "auto",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -363,7 +364,7 @@ def demo(
     from .demo import run_demo
 
     run_demo(output, epochs=epochs, retrain_epochs=retrain_epochs, overwrite=overwrite,
-             progress=not quiet)
+             progress=not quiet, device=device)
 
 
 @app.command("methods")

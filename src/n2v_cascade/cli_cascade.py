@@ -179,6 +179,7 @@ def reproduce(
     variants: Annotated[str, typer.Option(help="Comma-separated variants (the paper's four by default; n2v2 also exists).")] = "n2v,structured,blindspot,probabilistic",
     crop: Annotated[int, typer.Option(help="Centre crop side in pixels (paper: 128; 0 = whole images).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the noise (image i uses seed + i) and of training.")] = 0,
+    device: Device = "auto",
     resume: Resume = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -190,7 +191,7 @@ def reproduce(
     summary = reproduce_fn([str(p) for p in clean], output, noises=noise or DEFAULT_NOISES,
                            budget=budget, variants=_split(variants, "--variants"),
                            crop=crop or None, seed=seed, resume=resume, overwrite=overwrite,
-                           progress=not quiet)
+                           progress=not quiet, device=device)
     if quiet:
         return
     for label, res in summary["noise"].items():

@@ -27,14 +27,15 @@ def demo_image() -> np.ndarray:
 
 def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
              crop: int | None = None, base: Mapping[str, Any] | None = None,
-             overwrite: bool = False, progress: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True, device: str | None = None
+             ) -> dict:
     """Add noise (fixed seed), run a two-stage cascade, write TIFFs, metrics and a figure.
 
     Stage 1 is Structured N2V trained on the noisy image, stage 2 Probabilistic N2V
     retrained on stage 1's output (paper III.D). ``epochs`` / ``retrain_epochs`` size the
     two stages, ``crop`` keeps a centred ``crop x crop`` part of the image and ``base``
     replaces :data:`DEMO_BASE` (tests use both for a tiny run). ``progress=False`` prints
-    nothing.
+    nothing. ``device`` is where the networks run (None: the best available).
     """
     from .cascade import Cascade, ranking_note, versus_best
     from .figures import comparison_figure
@@ -43,7 +44,10 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     from .noise import add_noise, parse_noise_spec
     from .reproduce import centre_crop
 
+    from .runtime import resolve_device
+
     t0 = time.perf_counter()
+    resolve_device(device)  # an unusable device fails before any work
     out = Path(output)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out}: folder is not empty; use --overwrite")
@@ -51,7 +55,7 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     spec = parse_noise_spec(DEMO_NOISE)
     noisy = add_noise(clean, spec, seed=0)
     cascade = Cascade(["structured", "probabilistic"], base=dict(base or DEMO_BASE),
-                      epochs=epochs, retrain_epochs=retrain_epochs)
+                      epochs=epochs, retrain_epochs=retrain_epochs, device=device)
     cascade.fit(noisy, output_dir=out, reference=clean, data_range=255.0, names=["cell"],
                 overwrite=True, progress=progress)
     for name, img in (("clean", clean), ("noisy", noisy)):

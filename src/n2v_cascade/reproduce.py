@@ -96,17 +96,21 @@ def reproduce(clean: object, output: str | Path, *, noises: Sequence[str] = DEFA
               budget: str | Mapping[str, Any] = "quick",
               variants: Sequence[str] = PAPER_VARIANTS, crop: int | None = 128,
               seed: int = 0, resume: bool = False, overwrite: bool = False,
-              progress: bool = True, gt_free: GTFreeOptions | None = None) -> dict[str, Any]:
+              progress: bool = True, gt_free: GTFreeOptions | None = None,
+              device: str | None = None) -> dict[str, Any]:
     """Run every pass and pair per noise model; write tables, figure and summary.
 
     ``budget`` is ``quick``, ``paper`` (30 / 10 epochs) or a mapping with ``base``,
     ``epochs`` and ``retrain_epochs``. The noise realisation is frozen: image ``i`` gets
     seed ``seed + i``. ``gt_free`` sets the masks of the GT-free score (default: 4 masks,
-    seed ``seed``). Returns the summary (also in ``output/reproduce.json``).
+    seed ``seed``); ``device`` is where the networks run (None: the best available).
+    Returns the summary (also in ``output/reproduce.json``).
     """
     from .noise import add_noise, parse_noise_spec
+    from .runtime import resolve_device
 
     t0 = time.perf_counter()
+    resolve_device(device)  # an unusable device fails before any work
     plan = _budget(budget)
     plan = {**plan, "base": merge_values(plan["base"], {"seed": seed})}
     variants = list(dict.fromkeys(variants))
@@ -130,7 +134,7 @@ def reproduce(clean: object, output: str | Path, *, noises: Sequence[str] = DEFA
             write_image(out / tag / "noisy" / f"{name}.tif", img, overwrite=True)
         rows, outputs = _runs(noisy, cleans, names, out / tag, variants, plan, data_range,
                               gt_free or GTFreeOptions(seed=seed), resume, overwrite,
-                              progress, str(spec))
+                              progress, str(spec), device)
         summary["noise"][str(spec)] = _report(out / tag, str(spec), rows, outputs, noisy,
                                               cleans, data_range, overwrite=True)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
@@ -159,7 +163,8 @@ def _prepare(out: Path, settings: dict, resume: bool, overwrite: bool) -> None:
 
 
 def _runs(noisy, cleans, names, folder: Path, variants, plan, data_range, gt_free, resume,
-          overwrite, progress, label) -> tuple[list[dict], dict[tuple, list[np.ndarray]]]:
+          overwrite, progress, label, device=None
+          ) -> tuple[list[dict], dict[tuple, list[np.ndarray]]]:
     """Train/denoise every chain of the prefix tree; one metrics row per run."""
     tracker = SelfSupervisedError(noisy, gt_free)
     cache: dict[tuple, tuple] = {(): (noisy, tracker.states, 0.0)}
@@ -171,7 +176,7 @@ def _runs(noisy, cleans, names, folder: Path, variants, plan, data_range, gt_fre
                            retrain_epochs=plan["retrain_epochs"])
         res = run_stage(parent_out, cfg, folder / "+".join(chain), names, resume=resume,
                         overwrite=overwrite, progress=False, reuse_outputs=True,
-                        retrain=len(chain) > 1)
+                        retrain=len(chain) > 1, device=device)
         tracker.commit(parent_states)
         gt, states = tracker.evaluate(estimate_fn(res.model))
         seconds = parent_secs + res.model.train_seconds
