@@ -43,7 +43,6 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     from .metrics import format_table, write_metrics
     from .noise import add_noise, parse_noise_spec
     from .reproduce import centre_crop
-
     from .runtime import resolve_device
 
     t0 = time.perf_counter()
