@@ -61,7 +61,7 @@ from .runtime import HOST
 __all__ = ["Chunk", "ChunkedResult", "denoise_chunked", "plan_chunks"]
 
 #: Spatial chunk sides by network dims (Z, Y, X for 3-D).
-DEFAULT_CHUNKS = {2: (1024, 1024), 3: (32, 256, 256)}
+DEFAULT_CHUNKS = {2: (1024, 1024), 3: (64, 256, 256)}
 STATE = "n2v_cascade"  # the group attribute with the fingerprint and the state
 FORMAT = 1  # of the plan and fingerprint
 
@@ -145,7 +145,7 @@ def denoise_chunked(
         units (a TIFF's axes in NGFF order), a pyramid of ``levels`` halvings of Y and X
         built afterwards (default: until one chunk holds a plane). A rerun resumes it.
     chunks
-        Output chunk sides on the spatial axes (default 1024x1024, or 32x256x256).
+        Output chunk sides on the spatial axes (default 1024x1024, or 64x256x256).
     scheduler, workers
         None: dask's threaded scheduler; ``workers=N``: a ``LocalCluster`` of N
         single-threaded worker processes; ``scheduler``: a ``dask.distributed`` address

@@ -30,7 +30,10 @@ from .runtime import HOST, host_state
 
 #: The per-chunk marker array inside the output store.
 DONE = "n2v_cascade_done"
-THREADS = 2  # chunks at once with the threaded scheduler (torch parallelises each)
+#: Chunks at once with the threaded scheduler, by the model's dims (torch parallelises
+#: each): two 2-D chunks overlap one's reading and writing with the other's compute; a
+#: 3-D chunk computes for minutes and holds ~1.5 GB of activations, so one at a time.
+THREADS = {2: 2, 3: 1}
 
 
 @dataclass(frozen=True)
@@ -178,10 +181,11 @@ def run_threads(job: Job, todo: list[Chunk], model: Model,
     tasks = [dask.delayed(run_chunk, pure=False)(job, c, model,
                                                  dask_key_name=f"chunk-{i}")
              for i, c in enumerate(todo)]
-    pool = ThreadPoolExecutor(THREADS, thread_name_prefix="n2v-chunk")
+    threads = THREADS[model.config.dims]
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="n2v-chunk")
     try:
         with Done():
-            dask.compute(*tasks, scheduler="threads", pool=pool, num_workers=THREADS)
+            dask.compute(*tasks, scheduler="threads", pool=pool, num_workers=threads)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -225,7 +225,7 @@ def denoise(
     noise_from: Annotated[str, typer.Option("--noise-from", help="With --posterior/--uncertainty, where the noise level comes from: bootstrap (default: measured on each image against its denoised version; safest on real microscope noise), image (measured on each image alone) or stored (measured on the training images).", rich_help_panel="Advanced")] = "bootstrap",
     workers: Annotated[int | None, typer.Option(help="OME-Zarr: predict on a local dask cluster of this many worker processes (default: threads in this process).", rich_help_panel="OME-Zarr (chunked)")] = None,
     scheduler: Annotated[str | None, typer.Option(help="OME-Zarr: predict on a running dask.distributed cluster at this address (tcp://HOST:PORT); its workers must see the input and output paths.", rich_help_panel="OME-Zarr (chunked)")] = None,
-    chunk: Annotated[str | None, typer.Option(help="OME-Zarr: output chunk sides on the model's spatial axes, e.g. 1024 or 32,256,256 (default 1024x1024; 32x256x256 for 3-D models).", rich_help_panel="OME-Zarr (chunked)")] = None,
+    chunk: Annotated[str | None, typer.Option(help="OME-Zarr: output chunk sides on the model's spatial axes, e.g. 1024 or 64,256,256 (default 1024x1024; 64x256x256 for 3-D models).", rich_help_panel="OME-Zarr (chunked)")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
