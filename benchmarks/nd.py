@@ -295,8 +295,10 @@ def probe(args) -> None:
     shape = tuple(int(s) for s in args.rest[1:])
     if args.stub:  # same code path and arrays, no network activations
         model.network = _Copy(model.network)
-    overlap = -(-model.receptive_radius() // 8) * 8
-    tiles = tile_shape(512, 3, overlap, 8)
+    div = 2 ** model.config.network.depth
+    overlap = -(-model.receptive_radius() // div) * div
+    tiles = tile_shape(512, 3, overlap, div, [-(-n // div) * div for n in shape],
+                       getattr(model.network, "tile_cost", 1))
     image = generated(shape)
     _reset_peak()
     base = _peak_mb()
