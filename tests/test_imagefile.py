@@ -70,6 +70,18 @@ def test_imagej_zcyx_axes_physical_sizes_and_channel_names(tmp_path: Path) -> No
     assert describe(m, data.shape) == "ZCYX 4x2x8x9 uint16, 0.5x0.2x0.25 µm, channels dapi, gfp"
 
 
+def test_a_contradiction_is_told_in_our_letters(tmp_path: Path) -> None:
+    path = tmp_path / "rgb.tif"  # tifffile's S (a colour sample) is our C
+    tifffile.imwrite(path, np.zeros((3, 8, 9), np.uint8), photometric="rgb",
+                     planarconfig="separate")
+    with pytest.warns(UserWarning, match="says 'CYX', 'SYX' in the file's letters"):
+        data, m = read_image_nd(path, axes="SYX")
+    assert m.axes == "SYX" and data.shape == (3, 8, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file's own axes given: no warning
+        assert read_image_nd(path, axes="CYX")[1].axes == "CYX"
+
+
 def test_imagej_tzcyx_hyperstack_keeps_every_axis_and_the_frame_interval(tmp_path) -> None:
     path = tmp_path / "t.tif"
     tifffile.imwrite(path, ramp((2, 3, 2, 8, 9)), imagej=True,

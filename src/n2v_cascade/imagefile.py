@@ -131,8 +131,12 @@ def _resolve_axes(source: str, shape: tuple[int, ...], found: _Found,
         if file_axes is not None:
             clash = any(f not in (GENERIC, u) for f, u in zip(file_axes, text, strict=True))
             if clash:
+                # the file's axes in our letters (tifffile's S is a colour sample: C)
+                said = file_axes.replace(GENERIC, "?")
+                native = f", {found.shown!r} in the file's letters" if (
+                    found.shown and found.shown != said) else ""
                 warnings.warn(f"{source}: axes {text!r} given but the file says "
-                              f"{found.shown!r}; using {text!r}", UserWarning, stacklevel=3)
+                              f"{said!r}{native}; using {text!r}", UserWarning, stacklevel=3)
             _keep_matching(meta, file_axes, text)
         return _present(text, {**meta, "axes_from": "user"})
     if found.unknown:
