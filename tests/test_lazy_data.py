@@ -229,3 +229,18 @@ def test_without_zarr_uncompressed_tiff_is_memory_mapped(tmp_path, monkeypatch, 
     zarr_path.mkdir()
     with pytest.raises(MissingExtraError, match=r"n2v-cascade\[distributed\]"):
         train(str(zarr_path), _config(), progress=False)
+
+
+def test_a_tiff_that_cannot_be_read_by_region_says_so_once(tmp_path, monkeypatch) -> None:
+    from n2v_cascade import omezarr
+
+    path = tmp_path / "img.tif"
+    tifffile.imwrite(path, np.zeros((32, 32), np.uint16))
+
+    def refuse(p, *_args):
+        raise InputError(f"{p}: cannot be read by region here")
+
+    monkeypatch.setattr(omezarr, "_tiff_store", refuse)
+    with pytest.raises(InputError) as info:
+        omezarr.open_image(path)
+    assert str(info.value) == f"{path}: cannot be read by region here"  # not wrapped again

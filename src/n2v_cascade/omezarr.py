@@ -25,7 +25,7 @@ import numpy as np
 import tifffile
 
 from .axes import check_axes
-from .errors import InputError
+from .errors import InputError, N2VError
 from .extras import MissingExtraError, require
 from .imagefile import _Found, _resolve_axes
 from .imagefile_meta import ImageMeta, imagej_info, map_axes, microns_per, ome_info, tiff_physical
@@ -244,6 +244,8 @@ def _open_tiff(path: Path, axes: str | None) -> LazyImage:
                 found = _Found("tiff", mapped, series.axes, unknown=unknown, unit=unit,
                                physical={k: v for k, v in physical.items() if k in mapped})
             dtype = str(series.dtype)
+    except N2VError:
+        raise  # already one line naming the file (or the extra)
     except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
         raise InputError(f"{source}: cannot read the TIFF lazily ({exc})") from None
     final, meta = _resolve_axes(source, shape, found, axes)
