@@ -38,6 +38,21 @@ def _side(size: tuple[int, ...]) -> str:
     return "x".join(map(str, size))
 
 
+def grid_cut(array: np.ndarray, size: Sequence[int]) -> list[np.ndarray]:
+    """Non-overlapping patches of ``size`` (the last axes) on a fixed grid from the corner."""
+    starts = [range(0, n - p + 1, p) for n, p in zip(array.shape[-len(size):], size,
+                                                     strict=True)]
+    return [array[(Ellipsis, *(slice(c, c + p) for c, p in zip(corner, size, strict=True)))]
+            for corner in itertools.product(*starts)]
+
+
+def evenly(items: list, limit: int) -> list:
+    """At most ``limit`` of ``items``, evenly spread over them (all when fewer)."""
+    if len(items) <= limit:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
 def split_train_val(
     slices: Sequence[np.ndarray], patch_size: int | Sequence[int], val_fraction: float,
     names: Sequence[str], divisor: int = 1, max_val_patches: int = 32,
@@ -65,13 +80,8 @@ def split_train_val(
         rows = int(round(h * val_fraction)) // divisor * divisor
         if val_fraction > 0 and rows >= divisor and h - rows >= patch[-2]:
             train.append(sl[..., : h - rows, :])
-            strip = sl[..., h - rows:, :]
-            size = (*patch[:-2], min(rows, patch[-2]), patch[-1])
-            starts = [range(0, n - p + 1, p) for n, p in zip(strip.shape[-nd:], size,
-                                                               strict=True)]
-            for corner in itertools.product(*starts):
-                cut = tuple(slice(c, c + p) for c, p in zip(corner, size, strict=True))
-                val.append(strip[(Ellipsis, *cut)])
+            val.extend(grid_cut(sl[..., h - rows:, :],
+                                (*patch[:-2], min(rows, patch[-2]), patch[-1])))
         else:
             train.append(sl)
     if val_fraction > 0 and not val:
@@ -79,10 +89,7 @@ def split_train_val(
             "images too small to hold out a validation strip; training without validation",
             stacklevel=2,
         )
-    if len(val) > max_val_patches:
-        pick = np.linspace(0, len(val) - 1, max_val_patches).round().astype(int)
-        val = [val[i] for i in pick]
-    return Split(train, val)
+    return Split(train, evenly(val, max_val_patches))
 
 
 class PatchSampler:

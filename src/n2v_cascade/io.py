@@ -128,14 +128,18 @@ def read_images(
             for file in unique_files(items, IMAGE_SUFFIXES)]
 
 
-def unique_files(items: Sequence[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
+def unique_files(items: Sequence[str | Path], suffixes: tuple[str, ...],
+                 whole: Callable[[str | Path], bool] | None = None) -> list[Path]:
     """The image files of every file/folder in ``items`` (see :func:`list_images`), all
     listed before any is read; a file reached twice (named and inside a listed folder)
-    comes once."""
+    comes once. Items for which ``whole`` is true are one image as they are (a zarr
+    store is a folder of chunks)."""
     files: list[Path] = []
     seen: set[str] = set()
     for item in items:
-        for file in list_images(item, suffixes):
+        listed = [Path(item)] if whole is not None and whole(item) else list_images(
+            item, suffixes)
+        for file in listed:
             key = os.path.normcase(os.path.realpath(file))
             if key not in seen:
                 seen.add(key)

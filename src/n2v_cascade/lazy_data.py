@@ -31,20 +31,25 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .axes import Layout, choose_dims, default_axes, layout, to_samples
-from .config import TrainConfig, update_config
-from .data import PatchSampler
+from .axes import Layout, default_axes, layout, to_samples
+from .config import TrainConfig
+from .data import PatchSampler, evenly, grid_cut
 from .errors import InputError
 from .io import unique_files
 from .normalize import Normalizer
 from .omezarr import TIFF_SUFFIXES, LazyImage, is_zarr, open_image
 from .progress import note
-from .training_data import TrainingData, joint_channels, settings_for_data, training_patch
+from .training_data import (
+    TrainingData,
+    joint_channels,
+    resolve_dims,
+    settings_for_data,
+    training_patch,
+)
 
 REFRESH = 50        # steps between two draws of blocks
 N_BLOCKS = 8        # blocks in memory during training
@@ -88,13 +93,8 @@ def open_lazy(images: str | os.PathLike | Sequence, axes: str | None, dims: int 
     """Open every zarr store and TIFF (folders: their TIFFs) without reading pixels;
     axes nothing names follow the defaults of ``dims`` (see :mod:`n2v_cascade.inputs`)."""
     items = [images] if isinstance(images, str | os.PathLike) else list(images)
-    files = [[Path(i)] if is_zarr(i) else unique_files([i], TIFF_SUFFIXES) for i in items]
-    opened, seen = [], set()
-    for path in itertools.chain(*files):
-        key = os.path.normcase(os.path.realpath(path))
-        if key in seen:
-            continue
-        seen.add(key)
+    opened = []
+    for path in unique_files(items, TIFF_SUFFIXES, whole=is_zarr):
         image = open_image(path, axes)
         if image.meta.axes_from == "default" and dims == 3:
             text = default_axes(len(image.shape), image.path, 3)
@@ -212,22 +212,6 @@ class BlockSampler:
         return self._patches.sample(batch_size, generator)
 
 
-def grid_patches(arrays: Sequence[np.ndarray], patch: Sequence[int],
-                 limit: int = MAX_VAL_PATCHES) -> list[np.ndarray]:
-    """Non-overlapping patches on a fixed grid of every array, at most ``limit`` (evenly
-    spread), as :func:`~n2v_cascade.data.split_train_val` cuts its strips."""
-    out = []
-    for array in arrays:
-        starts = [range(0, n - p + 1, p)
-                  for n, p in zip(array.shape[-len(patch):], patch, strict=True)]
-        for corner in itertools.product(*starts):
-            out.append(array[(Ellipsis, *(slice(c, c + p)
-                                          for c, p in zip(corner, patch, strict=True)))])
-    if len(out) > limit:
-        out = [out[i] for i in np.linspace(0, len(out) - 1, limit).round().astype(int)]
-    return out
-
-
 def _shaped(shape: Sequence[int]) -> np.ndarray:
     """A read-only array of ``shape`` that takes no memory: a sample's shape, not its data."""
     return np.broadcast_to(np.float32(0), tuple(shape))
@@ -236,9 +220,7 @@ def _shaped(shape: Sequence[int]) -> np.ndarray:
 def lazy_training_data(config: TrainConfig, images: Sequence[LazyImage], progress: bool
                        ) -> TrainingData:
     """What :func:`~n2v_cascade.training.train` needs, from blocks of ``images``."""
-    if config.dims == "auto":
-        dims = min(choose_dims("auto", im.shape, im.meta.axes) for im in images)
-        config = update_config(config, "training images", dims=dims)
+    config = resolve_dims(config, [(im.shape, im.meta.axes) for im in images])
     joint = config.channels == "joint"
     sources = [Source(im, layout(im.shape, im.meta.axes, config.dims, source=im.path,
                                  joint=joint)) for im in images]
@@ -262,7 +244,8 @@ def lazy_training_data(config: TrainConfig, images: Sequence[LazyImage], progres
     normalizer = Normalizer.fit(raw)
     sampler = BlockSampler(sources, train, patch, normalizer, augment=config.augment,
                            val_blocks=val)
-    val_patches = grid_patches([normalizer.apply(read_block(sources, b)) for b in val], patch)
+    val_patches = evenly([p for b in val for p in grid_cut(
+        normalizer.apply(read_block(sources, b)), patch)], MAX_VAL_PATCHES)
     if progress:
         note(f"reading lazily: {len(blocks)} block(s) of storage chunks ({len(val)} held "
              f"out for validation), {sampler.n_blocks} in memory, drawn again every "

@@ -48,7 +48,7 @@ class TrainingData:
 def in_memory_data(config: TrainConfig, inputs: Sequence[Input], progress: bool
                    ) -> TrainingData:
     """Images read whole: every sample in memory, the bottom strips held out."""
-    config = resolve_dims(config, inputs)
+    config = resolve_dims(config, [(i.data.shape, i.axes) for i in inputs])
     raw, names = training_samples(inputs, config)
     config = joint_channels(config, raw, names)
     config = settings_for_data(config, raw, names, progress)
@@ -61,11 +61,13 @@ def in_memory_data(config: TrainConfig, inputs: Sequence[Input], progress: bool
     return TrainingData(config, raw, names, normalizer, patch, sampler, split.val, raw)
 
 
-def resolve_dims(config: TrainConfig, inputs: Sequence[Input]) -> TrainConfig:
-    """Replace ``dims: auto`` by 2 or 3 (3 when every image has enough Z slices)."""
+def resolve_dims(config: TrainConfig, images: Sequence[tuple[tuple[int, ...], str | None]]
+                 ) -> TrainConfig:
+    """Replace ``dims: auto`` by 2 or 3 (3 when every image has enough Z slices);
+    ``images`` holds each image's shape and axes."""
     if config.dims != "auto":
         return config
-    dims = min(choose_dims("auto", i.data.shape, i.axes) for i in inputs)
+    dims = min(choose_dims("auto", shape, axes) for shape, axes in images)
     return update_config(config, "training images", dims=dims)
 
 
