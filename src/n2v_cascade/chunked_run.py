@@ -32,7 +32,8 @@ from .runtime import HOST, host_state
 DONE = "n2v_cascade_done"
 #: Chunks at once with the threaded scheduler, by the model's dims (torch parallelises
 #: each): two 2-D chunks overlap one's reading and writing with the other's compute; a
-#: 3-D chunk computes for minutes and holds ~1.5 GB of activations, so one at a time.
+#: 3-D chunk computes far longer than its I/O and holds a whole tile's activations, so
+#: one at a time (benchmarks/RESULTS.md, "3-D").
 THREADS = {2: 2, 3: 1}
 
 

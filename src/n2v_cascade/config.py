@@ -119,9 +119,9 @@ class TrainConfig(_Strict):
     sample axis (every channel is an image of one model); ``joint`` makes the channels
     the input and output channels of one network (loss per channel), and training sets
     ``n_channels`` to the data's channel count. One normalisation covers all channels.
-    A 3-D network's ``network.depth`` defaults to :data:`DEPTH_3D` (as in 3-D N2V: it
-    scores as well or better per CPU-second and reaches half as far, so its exact
-    tiles are an eighth of the voxels; RESULTS.md "3-D").
+    A 3-D network's ``network.depth`` defaults to :data:`DEPTH_3D`, as in 3-D N2V: it
+    reaches half as far, so its exact tiles hold far fewer voxels (the comparison with
+    depth 3 is in docs/DECISIONS.md).
     """
 
     variant: str = "n2v"

@@ -289,9 +289,9 @@ class Model:
         return model
 
 
-#: Most voxels of a default 3-D tile (an int ``tile``), in U-Net voxels: a width-32 3-D
-#: U-Net holds about 640 bytes of float32 activations per tile voxel (channels-last), so
-#: about 1.3 GB; a network that runs several views divides it by their number
+#: Most voxels of a default 3-D tile (an int ``tile``), in U-Net voxels, so that a 3-D
+#: prediction's activations stay near a gigabyte (the measured bytes per voxel are in
+#: docs/DECISIONS.md); a network that runs several views divides it by their number
 #: (``tile_cost``). The 4x-overlap floor of :func:`tile_shape` wins when it needs more.
 TILE_VOXELS_3D = 2**21
 

@@ -170,7 +170,7 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 #: The fast convolution layout by tensor rank: channels-last strides for 2-D (NCHW) and
 #: 3-D (NCDHW) batches and weights (oneDNN and cuDNN then skip reordering every
-#: convolution's input; RESULTS.md "Channels-last in 3-D").
+#: convolution's input; measured in docs/DECISIONS.md, "Channels-last").
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
