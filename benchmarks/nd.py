@@ -117,6 +117,18 @@ def scores(x: np.ndarray, clean: np.ndarray, dr: float) -> dict:
             "ssim": round(float(structural_similarity(clean, x, data_range=dr)), 4)}
 
 
+def scored_run(log: Log, keys: dict, noisy: np.ndarray, clean: np.ndarray, dr: float,
+               cfg, budget: float) -> None:
+    """Train ``cfg`` on ``noisy`` for ``budget`` CPU-s, denoise, score, write one row
+    (skipped when a row with ``keys`` is there already)."""
+    if log.done(**keys):
+        return
+    model, row = fit(noisy, cfg, budget)
+    out, pred = denoise(model, noisy)
+    log.write({**keys, "radius": model.receptive_radius(), **row, **pred,
+               **scores(out, clean, dr)})
+
+
 class Log:
     """Append-only JSON lines; ``done`` holds the keys of the rows already written."""
 
@@ -155,12 +167,9 @@ def quality(args) -> None:
                        "read_sigma": READ_SIGMA, **scores(noisy, clean, dr)})
         for method in args.methods:
             for dims in (2, 3):
-                if log.done(stack=key, method=method, dims=dims, budget_s=args.budget):
-                    continue
-                model, row = fit(noisy, recipe(method, dims, STACKS[key][3]), args.budget)
-                out, pred = denoise(model, noisy)
-                log.write({"stack": key, "method": method, "dims": dims,
-                           "budget_s": args.budget, **row, **pred, **scores(out, clean, dr)})
+                scored_run(log, {"stack": key, "method": method, "dims": dims,
+                                 "budget_s": args.budget}, noisy, clean, dr,
+                           recipe(method, dims, STACKS[key][3]), args.budget)
     log.write({"kind": "section", **timer.finish()})
     print(report_quality(log.rows))
 
@@ -194,14 +203,9 @@ def depth(args) -> None:
         clean, noisy, dr = synthetic(key)
         for method in args.methods:
             for d in (2, 3):
-                if log.done(stack=key, method=method, depth=d, budget_s=args.budget):
-                    continue
-                net = {"depth": d}
-                model, row = fit(noisy, recipe(method, 3, network=net), args.budget)
-                out, pred = denoise(model, noisy)
-                log.write({"stack": key, "method": method, "depth": d, "budget_s": args.budget,
-                           "radius": model.receptive_radius(), **row, **pred,
-                           **scores(out, clean, dr)})
+                scored_run(log, {"stack": key, "method": method, "depth": d,
+                                 "budget_s": args.budget}, noisy, clean, dr,
+                           recipe(method, 3, network={"depth": d}), args.budget)
     log.write({"kind": "section", **timer.finish()})
 
 
