@@ -76,7 +76,9 @@ def test_export_is_validated_offline_and_complete(exported) -> None:
     halo = ax[-1]["halo"]
     assert halo % div == 0 and model.receptive_radius() <= halo < TILE / 2
     assert [a["size"] for a in rdf["inputs"][0]["axes"][2:]] == [TILE, TILE]
-    assert [c["doi"] for c in rdf["cite"]] == ["10.1109/CVPR.2019.00223"]
+    assert model.config.variant == "structured"  # N2V, then the method's own paper
+    assert [c["doi"] for c in rdf["cite"]] == ["10.1109/CVPR.2019.00223",
+                                               "10.1109/ISBI45749.2020.9098336"]
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         readme = zf.read("README.md").decode()

@@ -219,6 +219,21 @@ def test_struct_mask_option(tmp_path: Path, capsys) -> None:
     assert read_image(tmp_path / "d.tif").shape == (48, 48)
 
 
+def test_struct_auto_box_and_none_options(tmp_path: Path, capsys) -> None:
+    tifffile.imwrite(tmp_path / "n.tif", _noisy())  # white noise
+    for given, stored in (([], None), (["--mask", "box:3"], "box:3"),
+                          (["--mask", "none"], None), (["--mask", "auto"], None)):
+        model = tmp_path / f"m-{'-'.join(given)}"
+        code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(model), *given,
+                                *TINY], capsys)
+        assert code == 0, err
+        saved = yaml.safe_load((model / "config.yaml").read_text())
+        assert saved["mask"]["struct"] == stored, given  # "auto" is resolved before saving
+    code, _, err = run_cli(["train", str(tmp_path / "n.tif"), "-o", str(tmp_path / "bad"),
+                            "--mask", "box:4", *TINY], capsys)
+    assert code == 2 and "box:4" in err and "Traceback" not in err
+
+
 def test_mask_file_option(tmp_path: Path, capsys) -> None:
     tifffile.imwrite(tmp_path / "n.tif", _noisy())
     kernel = np.zeros((3, 5), dtype=bool)

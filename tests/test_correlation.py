@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -70,7 +72,12 @@ def test_training_warns_on_correlated_noise_and_auto_radius_hides_it() -> None:
     rng = np.random.default_rng(3)
     noisy = (_smooth() + 10 * _correlated_noise((128, 128), rng, 1)).astype(np.float32)
     with pytest.warns(UserWarning, match="spatially correlated.*--mask horizontal"):
-        train(noisy, tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+        train(noisy, tiny_config(epochs=1, steps_per_epoch=1, mask={"struct": "none"}),
+              progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default (struct auto) handles it: no warning
+        model = train(noisy, tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+    assert model.config.mask.struct == "box:3" and model.method.kernel.shape == (3, 3)
     for radius in ("auto", None):  # None: the blind-spot backbone's default is auto
         model = train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1,
                                          network={"depth": 2, "width": 8,
@@ -82,6 +89,9 @@ def test_training_warns_on_correlated_noise_and_auto_radius_hides_it() -> None:
     model = train(white, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1),
                   progress=False)
     assert model.config.network.blind_radius == 0 and model.network.shift == 1
+    assert model.config.mask.struct is None  # auto resolves to nothing for white noise
+    model = train(white, tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+    assert model.config.mask.struct is None and model.method.kernel is None
     with pytest.warns(UserWarning, match="--blind-radius auto"):  # an explicit 0 is kept
         model = train(noisy, tiny_config(variant="blindspot", epochs=1, steps_per_epoch=1,
                                          network={"depth": 2, "width": 8, "blind_radius": 0}),

@@ -221,7 +221,9 @@ def test_line_kernel() -> None:
     assert line_kernel("horizontal:5").shape == (1, 5) and line_kernel("horizontal:5").all()
     assert line_kernel(" Vertical:3 ").shape == (3, 1)
     assert line_kernel("vertical:7").dtype == bool
-    for bad in ["horizontal:4", "horizontal:1", "diagonal:5", "vertical", "vertical:x", ""]:
+    assert line_kernel("box:3").shape == (3, 3) and line_kernel("box:3").all()
+    for bad in ["horizontal:4", "horizontal:1", "diagonal:5", "vertical", "vertical:x", "",
+                "box:2", "auto"]:
         with pytest.raises(InputError, match="struct"):
             line_kernel(bad)
 
@@ -267,6 +269,8 @@ ASYMMETRIC = np.array([[0, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=bool)  # centre +
     [
         ((20, 24), line_kernel("horizontal:5")),
         ((20, 24), line_kernel("vertical:7")),
+        ((20, 24), line_kernel("box:3")),
+        ((5, 12, 14), line_kernel("box:3")),
         ((20, 24), ASYMMETRIC),
         ((5, 12, 14), line_kernel("horizontal:3")),
         ((5, 12, 14), validate_kernel(np.ones((3, 1, 3)), "k")),

@@ -207,7 +207,7 @@ OPTION_CASES: list[tuple[str, list[str], str]] = [
     ("denoise", ["--tile", "-1"], "--tile: must be >= 0"),
     ("denoise", ["--batch-size", "0"], "--batch-size: must be >= 1"),
     ("denoise", ["--overlap", "-2"], "--overlap: must be >= 0"),
-    ("denoise", ["--uncertainty"], "--posterior/--uncertainty: variant 'n2v' predicts no"),
+    ("denoise", ["--uncertainty"], "--posterior/--uncertainty: variant 'structured' predicts no"),
     ("denoise", ["-o", "{d}/out.jpg"], "out.jpg: unsupported output type '.jpg'"),
     ("evaluate", ["--data-range", "-1"], "--data-range: must be a positive number"),
     ("evaluate", ["--json", "{d}/m.txt"], "m.txt: metrics file must end in .json or .csv"),

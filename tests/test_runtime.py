@@ -143,7 +143,7 @@ def test_training_states_its_settings_and_saves_the_precision_it_used(
     model = train(noisy, cfg, output_dir=tmp_path / "m", progress=True, time_limit=600,
                   callbacks=[lambda info: info.step == 2], device="cpu")
     err = capsys.readouterr().err
-    line = next(x for x in err.splitlines() if x.startswith("training n2v:"))
+    line = next(x for x in err.splitlines() if x.startswith(f"training {cfg.variant}:"))
     for part in ("2 epochs x 3 steps (6 steps) of 4 patches 16x16", "depth 2 width 8",
                  "bfloat16 (3.0x faster than float32 on this CPU)", "cpu, ",
                  "1 image(s) 64x64", "time limit 0:10:00"):

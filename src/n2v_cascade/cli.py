@@ -68,11 +68,11 @@ def _config_from_options(config_file: Path | None, stored: dict | None = None, *
     for spec in masks:
         if spec in ("grid", "random"):
             nested["mask"]["pattern"] = spec
-        elif spec.split(":")[0] in ("horizontal", "vertical", "depth"):
+        elif spec.split(":")[0] in ("horizontal", "vertical", "depth", "box", "auto", "none"):
             nested["mask"]["struct"] = spec
         else:
             raise InputError(f"--mask: unknown mask {spec!r} (use random, grid, horizontal:N, "
-                             f"vertical:N, depth:N (3-D) or --mask-file)")
+                             f"vertical:N, depth:N (3-D), box:N, auto, none or --mask-file)")
     if mask_file is not None:
         nested["mask"]["struct_kernel"] = _load_mask_file(mask_file)
     for key, value in opts.items():
@@ -156,7 +156,7 @@ def train(
     width: Width = None,
     blind_radius: Annotated[str | None, typer.Option(help="Blind-spot methods: how many pixels around each pixel the network must not look at. Noise that spreads over neighbouring pixels (some cameras) needs 1 or 2; default auto, chosen from your images (0 = only the pixel itself).", rich_help_panel="Advanced")] = None,
     ema_decay: Annotated[float | None, typer.Option(help="Smooth the model over the last training steps (default 0.99; 0 = use the last step's model as it is).", rich_help_panel="Advanced")] = None,
-    mask: Annotated[list[str] | None, typer.Option(help="Which pixels are hidden during training: random (n2v), grid (structured), or horizontal:N / vertical:N (with --dims 3 also depth:N) to also hide a line of N pixels, for stripe-like noise along rows, columns or slices (structN2V). Repeatable.", rich_help_panel="Advanced")] = None,
+    mask: Annotated[list[str] | None, typer.Option(help="Which pixels are hidden during training: random (n2v), grid (structured); and around each of them (structN2V): horizontal:N / vertical:N (with --dims 3 also depth:N) a line of N pixels, for stripe-like noise along rows, columns or slices, box:N an N x N square, auto (default) a square when the noise is correlated between neighbours, none nothing. Repeatable.", rich_help_panel="Advanced")] = None,
     mask_file: Annotated[Path | None, typer.Option(help="Your own structN2V hiding pattern: a 2-D (or, with --dims 3, 3-D) boolean .npy array with odd sides.", rich_help_panel="Advanced")] = None,
     mask_fraction: Annotated[float | None, typer.Option(help="Share of pixels hidden per crop with random masking (default 0.002).", rich_help_panel="Advanced")] = None,
     mask_stride: Annotated[int | None, typer.Option(help="Spacing in pixels of the hidden grid with grid masking (default 4).", rich_help_panel="Advanced")] = None,

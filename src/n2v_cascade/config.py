@@ -24,6 +24,11 @@ from pydantic import (
 
 from .errors import InputError
 
+#: ``mask.struct`` value that training resolves from the images' noise correlation.
+AUTO_STRUCT = "auto"
+#: The method trained when none is named (docs/DECISIONS.md says why this one).
+DEFAULT_VARIANT = "structured"
+
 #: The U-Net depth of 3-D networks when the config does not set one.
 DEPTH_3D = 2
 
@@ -38,9 +43,12 @@ class MaskConfig(_Strict):
     ``pattern`` picks the masked pixels: ``random`` (N2V, ``fraction`` of the patch) or
     ``grid`` (structured: a lattice with ``stride`` and a random phase per patch).
     ``replacement`` is what the network sees there. ``struct`` additionally hides a
-    line-shaped neighbourhood around each masked pixel (structN2V), e.g.
-    ``horizontal:5``, ``vertical:5`` or (3-D) ``depth:3``; ``struct_kernel`` is a
-    user-given boolean kernel (2-D, or 3-D for 3-D data) instead.
+    neighbourhood around each masked pixel (structN2V): a line (``horizontal:5``,
+    ``vertical:5``, (3-D) ``depth:3``) or a YX square (``box:3``); ``auto`` (default)
+    lets training pick it from the images' noise correlation (a square over the
+    correlated neighbours, or nothing for independent noise; the saved config holds
+    the choice), ``none`` hides nothing more. ``struct_kernel`` is a user-given boolean
+    kernel (2-D, or 3-D for 3-D data) instead.
     """
 
     pattern: Literal["random", "grid"] = "random"
@@ -48,11 +56,24 @@ class MaskConfig(_Strict):
     stride: int = Field(4, ge=2, le=64)
     radius: int = Field(2, ge=1, le=10)
     replacement: Literal["neighbour", "median", "zero"] = "neighbour"
-    struct: str | None = None
+    struct: str | None = AUTO_STRUCT
     struct_kernel: list[list[bool]] | list[list[list[bool]]] | None = None
+
+    @field_validator("struct", mode="before")
+    @classmethod
+    def _no_struct(cls, value: Any) -> Any:
+        """``none`` (any case) is the same as no struct mask."""
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    @property
+    def struct_auto(self) -> bool:
+        """True while ``struct`` is ``auto``: training has yet to choose it."""
+        return self.struct == AUTO_STRUCT
 
     @model_validator(mode="after")
     def _check_struct(self) -> MaskConfig:
+        if self.struct_kernel is not None and self.struct == AUTO_STRUCT:
+            self.__dict__["struct"] = None  # a user kernel replaces the automatic choice
         if self.struct is not None and self.struct_kernel is not None:
             raise ValueError("give either struct or struct_kernel, not both")
         return self
@@ -124,7 +145,7 @@ class TrainConfig(_Strict):
     depth 3 is in docs/DECISIONS.md).
     """
 
-    variant: str = "n2v"
+    variant: str = DEFAULT_VARIANT
     dims: Literal[2, 3, "auto"] = 2
     patch_size: int = Field(64, ge=8, le=4096)
     patch_z: int = Field(16, ge=1, le=1024)
@@ -158,10 +179,10 @@ class TrainConfig(_Strict):
         values = {k: v.model_dump(exclude_unset=True) if k in kinds else v
                   for k, v in data.items()}
         backbone = values.pop("backbone", None)
-        if values.get("variant", "n2v") not in methods():
+        if values.get("variant", DEFAULT_VARIANT) not in methods():
             return values  # the field validator names the unknown method
         try:
-            method = method_class(values.get("variant", "n2v"), backbone)
+            method = method_class(values.get("variant", DEFAULT_VARIANT), backbone)
         except ValueError as exc:
             raise ValueError(f"backbone: {exc}") from None
         values["variant"] = method.name

@@ -277,27 +277,29 @@ def replace_median(x: torch.Tensor, mask: torch.Tensor, radius: int) -> torch.Te
 
 
 def line_kernel(spec: str) -> np.ndarray:
-    """structN2V line neighbourhood from ``"horizontal:N"``, ``"vertical:N"`` or
-    ``"depth:N"``.
+    """structN2V neighbourhood from ``"horizontal:N"``, ``"vertical:N"``, ``"depth:N"``
+    or ``"box:N"``.
 
     Returns a boolean kernel of ``N`` True pixels in a row (``1 x N``), a column
-    (``N x 1``) or along Z (``N x 1 x 1``, 3-D data only); ``N`` must be odd and >= 3 so
-    the line is centred on the masked pixel.
+    (``N x 1``), along Z (``N x 1 x 1``, 3-D data only) or an ``N x N`` YX square (noise
+    correlated with all close neighbours, as from a camera's read-out or resampling);
+    ``N`` must be odd and >= 3 so the kernel is centred on the masked pixel.
     """
     text = spec.strip().lower() if isinstance(spec, str) else ""
     direction, _, span_text = text.partition(":")
     if direction not in LINE_SHAPES or not span_text.strip().isdigit():
-        raise InputError(f"struct must look like 'horizontal:5', 'vertical:5' or 'depth:5', "
-                         f"got {spec!r}")
+        raise InputError(f"struct must look like 'horizontal:5', 'vertical:5', 'depth:5' or "
+                         f"'box:3', got {spec!r}")
     span = int(span_text)
     if span < 3 or span % 2 == 0:
         raise InputError(f"struct span must be an odd number >= 3, got {span} in {spec!r}")
     return np.ones(LINE_SHAPES[direction](span), dtype=bool)
 
 
-#: structN2V line directions: along X, along Y (2-D kernels) and along Z (3-D only).
+#: structN2V kernel shapes: lines along X, along Y (2-D kernels) and along Z (3-D only),
+#: and a YX square.
 LINE_SHAPES = {"horizontal": lambda n: (1, n), "vertical": lambda n: (n, 1),
-               "depth": lambda n: (n, 1, 1)}
+               "depth": lambda n: (n, 1, 1), "box": lambda n: (n, n)}
 
 
 def validate_kernel(kernel: np.ndarray, source: str, *, ndim: int | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .cascade_data import CascadeImages
-from .config import TrainConfig, make_config
+from .config import DEFAULT_VARIANT, TrainConfig, make_config
 from .errors import InputError
 from .gtfree import Denoiser
 from .io import read_image, write_image
@@ -79,11 +79,15 @@ def stage_config(stage: Stage, index: int, base: TrainConfig | Mapping | None = 
     values["epochs"] = given if given is not None else own.get("epochs", default)
     if "seed" not in own:
         values["seed"] = int(common.get("seed", 0)) + index
+    if index and "struct" not in values.get("mask", {}) \
+            and "struct_kernel" not in values.get("mask", {}):
+        # a denoised input's leftover noise is correlated by construction: the default
+        # "auto" would hide a square around each masked pixel; later stages hide none
+        values["mask"] = {**values.get("mask", {}), "struct": "none"}
     if index and "blind_radius" not in values.get("network", {}):
-        # a denoised input's leftover noise is correlated by construction: the blind-spot
-        # default "auto" would widen the blind spot; later stages keep the pixel-only one
+        # ... and would widen the blind spot; later stages keep the pixel-only one
         try:
-            blind = method_class(values.get("variant", "n2v"),
+            blind = method_class(values.get("variant", DEFAULT_VARIANT),
                                  values.get("backbone")).backbone == "blindspot"
         except ValueError:  # make_config below names the problem
             blind = False
@@ -130,11 +134,14 @@ def estimate_fn(model: Model, axes: str | None = None) -> Denoiser:
 
 def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
     """True when a stored model answers the request; ``auto`` values (blind radius,
-    precision, dims) match what they were resolved to when that model was trained."""
+    struct mask, precision, dims) match what they were resolved to when that model was
+    trained."""
     want = requested.model_dump(mode="json")
     have = stored.model_dump(mode="json")
     if want["network"].get("blind_radius") in ("auto", None):
         want["network"]["blind_radius"] = have["network"].get("blind_radius")
+    if requested.mask.struct_auto:
+        want["mask"]["struct"] = have["mask"].get("struct")
     for key in ("precision", "dims"):
         if want.get(key) == "auto":
             want[key] = have.get(key)

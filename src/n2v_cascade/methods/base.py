@@ -93,8 +93,8 @@ class Method:
             struct_kernel(config)
         except ValueError as exc:
             raise ValueError(f"mask.struct: {exc}") from None
-        if not cls.masks_pixels and (config.mask.struct is not None
-                                     or config.mask.struct_kernel is not None):
+        given = config.mask.struct is not None and not config.mask.struct_auto
+        if not cls.masks_pixels and (given or config.mask.struct_kernel is not None):
             raise ValueError(f"mask.struct: {cls.name!r} masks no pixels; for correlated "
                              f"noise use the blind-spot backbone")
         net = config.network
@@ -116,19 +116,30 @@ class Method:
 
         Every blind-spot method assumes a pixel's noise is independent of its
         neighbours'. A blind-spot network resolves ``blind_radius: auto`` to hide the
-        correlated neighbourhood; any method warns when correlated noise is left
-        unhandled (it would learn to copy the noise).
+        correlated neighbourhood, a masked one ``mask.struct: auto`` to hide the square
+        of the same radius around each masked pixel (nothing for independent noise); any
+        method warns when correlated noise is left unhandled (it would learn to copy the
+        noise).
         """
         from ..correlation import suggest_blind_radius
 
         radius, corr = suggest_blind_radius(slices)
         radius_now = self.config.network.blind_radius
+        changes: dict[str, Any] = {}
+        if self.config.mask.struct_auto:
+            side = 2 * radius + 1
+            struct = f"box:{side}" if radius and self.masked and self.masks_pixels else "none"
+            changes["mask"] = {"struct": struct}
+            if struct != "none":
+                return changes, (f"hiding the {side}x{side} square around each masked pixel "
+                                 f"(noise correlation up to {corr[:, 0].max():.2f} between "
+                                 f"neighbours)")
         if self.blind and radius_now == "auto":
             note = (f"blind-spot radius {radius} (noise correlation up to "
                     f"{corr[:, 0].max():.2f} between neighbours)")
-            return {"network": {"blind_radius": radius}}, note
+            return {**changes, "network": {"blind_radius": radius}}, note
         handled = (radius_now >= radius if self.blind else
-                   self.config.mask.struct is not None
+                   not changes and self.config.mask.struct is not None
                    or self.config.mask.struct_kernel is not None)
         if radius and not handled:
             worst = int(corr.reshape(len(corr), -1).max(axis=1).argmax())
@@ -142,7 +153,7 @@ class Method:
                 f"{names[worst]}: the noise looks spatially correlated (correlation "
                 f"{corr[worst, lag, 0]:.2f} along Y, {corr[worst, lag, 1]:.2f} along X between "
                 f"pixels {lag + 1} apart); {advice}", UserWarning, stacklevel=4)
-        return {}, None
+        return changes, None
 
     # -- network ---------------------------------------------------------------
     def build_network(self) -> nn.Module:
@@ -224,11 +235,11 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def struct_kernel(config: TrainConfig) -> np.ndarray | None:
-    """The structN2V kernel of a config: a line spec, a user kernel, or None (a 3-D kernel
-    needs ``dims: 3``)."""
+    """The structN2V kernel of a config: a line or box spec, a user kernel, or None (also
+    for ``auto`` before training resolves it; a 3-D kernel needs ``dims: 3``)."""
     ndim = config.dims if isinstance(config.dims, int) else 3
     kernel = None
-    if config.mask.struct is not None:
+    if config.mask.struct is not None and not config.mask.struct_auto:
         kernel = line_kernel(config.mask.struct)
     elif config.mask.struct_kernel is not None:
         kernel = np.asarray(config.mask.struct_kernel, bool)

@@ -15,8 +15,8 @@ class Structured(Method):
     listing_order = 30
     label = "Structured N2V"
     short_label = "Structured"
-    summary = ("grid masking; with --mask horizontal:N / vertical:N it is structN2V, "
-               "for stripe-like noise")
+    summary = ("grid masking (the default method); with --mask horizontal:N / vertical:N "
+               "it is structN2V, for stripe-like noise")
     citation = ("Broaddus, Krull, Weigert, Schmidt, Myers. Removing Structured Noise with "
                 "Self-Supervised Blind-Spot Networks. ISBI 2020")
     defaults = {"mask": {"pattern": "grid"}}
