@@ -78,11 +78,13 @@ def bm3d_score(x: np.ndarray, gt: np.ndarray, sigma: float | None) -> float:
     return psnr(bm3d_denoise(x, None, (max(a, 1e-3), max(b, 0.0)), 255.0), gt)
 
 
-def run_group(name, frames, noisy, clean, budget, kind, sigma, log, variant) -> list[dict]:
-    cfg = make_config("targets", variant=variant, epochs=1, steps_per_epoch=100000,
+def run_group(name, frames, noisy, clean, budget, kind, sigma, log, variant, seed=0
+              ) -> list[dict]:
+    cfg = make_config("targets", variant=variant, epochs=1, steps_per_epoch=100000, seed=seed,
                       **({"noise_model": {"kind": kind}} if kind != "gaussian" else {}))
     if not get_method(cfg).predicts_variance:
-        cfg = make_config("targets", variant=variant, epochs=1, steps_per_epoch=100000)
+        cfg = make_config("targets", variant=variant, epochs=1, steps_per_epoch=100000,
+                          seed=seed)
     clock = StepClock(budget)
     t0 = time.perf_counter()
     model = train(noisy, cfg, progress=False, callbacks=[clock])
@@ -100,7 +102,7 @@ def run_group(name, frames, noisy, clean, budget, kind, sigma, log, variant) -> 
                "prior": psnr(prior, gt), "posterior": psnr(post, gt), "tta": psnr(tta, gt),
                "bm3d_gat": bm3d[frame] if frame in bm3d else bm3d_score(x, gt, sigma),
                "chose_posterior": bool(info and info[0]["posterior"]), "steps": clock.steps,
-               "variant": variant,
+               "variant": variant, "seed": seed,
                "train_cpu_s": round(clock.seconds, 1), "train_wall_s": round(wall, 1),
                "precision": model.config.precision,
                "blind_radius": model.config.network.blind_radius}
@@ -116,6 +118,7 @@ def main() -> None:
     parser.add_argument("--variant", default=TrainConfig.model_fields["variant"].default)
     parser.add_argument("--tag", default="", help="suffix of the output file (another run "
                         "of the same target and variant, e.g. after a code change)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -129,7 +132,7 @@ def main() -> None:
             fh.flush()
         for group in groups_of(args.target):
             if group[0] not in seen:
-                done += run_group(*group, log=log, variant=args.variant)
+                done += run_group(*group, log=log, variant=args.variant, seed=args.seed)
     keys = ("noisy", "auto", "prior", "posterior", "bm3d_gat")
     summary = {k: round(float(np.mean([r[k] for r in done])), 2) for k in keys}
     summary["min_auto_minus_noisy"] = round(min(r["auto"] - r["noisy"] for r in done), 2)

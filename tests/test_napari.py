@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt", reason="needs pytest-qt (the 'napari-test' extra
 from napari.components import ViewerModel  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
+from n2v_cascade.config import TrainConfig  # noqa: E402
 from n2v_cascade.model import Model  # noqa: E402
 from n2v_cascade.napari import CascadeWidget, DenoiseWidget, TrainWidget, noisy_cell  # noqa: E402
 from n2v_cascade.napari._common import load_model, save_model, session  # noqa: E402
@@ -49,6 +50,7 @@ def test_train_from_a_layer_then_cancel(viewer, qtbot, tmp_path) -> None:
     w = TrainWidget(viewer)
     qtbot.addWidget(w)
     assert w.checked_names() == ["noisy"]
+    assert w.method.currentText() == TrainConfig().variant  # the API's default method
     w.config_overrides = TINY
     w.patch.setValue(16)
     w.epochs.setValue(2)

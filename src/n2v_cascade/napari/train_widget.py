@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..config import make_config
+from ..config import DEFAULT_VARIANT, make_config
 from ..errors import InputError
 from ..methods import methods
 from ..model import Model
@@ -74,6 +74,7 @@ class TrainWidget(QWidget):
         self.layers = QListWidget()
         self.method = QComboBox()
         self.method.addItems(list(methods()))
+        self.method.setCurrentText(DEFAULT_VARIANT)  # the same default as train()
         self.method.setToolTip("probabilistic-blindspot: the exact posterior mean")
         self.axes = QComboBox()
         self.axes.addItems(AXES)
