@@ -22,7 +22,8 @@ class ProbabilisticBlindSpot(Probabilistic):
     label = "Probabilistic Blind-Spot N2V"
     short_label = "ProbBSN"
     summary = ("probabilistic blind-spot network: uncertainty and an exact posterior mean "
-               "(--posterior); the best single model on white noise")
+               "(--posterior); the best single model on Gaussian noise given long "
+               "training")
     citation = ("Laine, Karras, Lehtinen, Aila. High-Quality Self-Supervised Deep Image "
                 "Denoising. NeurIPS 2019; " + Probabilistic.citation)
     backbone = "blindspot"
