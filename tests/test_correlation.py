@@ -100,8 +100,6 @@ def test_training_warns_on_correlated_noise_and_auto_radius_hides_it() -> None:
 
 
 def test_posterior_falls_back_to_the_prior_on_correlated_noise() -> None:
-    import warnings
-
     rng = np.random.default_rng(4)
     white = (_smooth() + rng.normal(0, 10, (128, 128))).astype(np.float32)
     corr = (_smooth() + 10 * _correlated_noise((128, 128), rng, 0)).astype(np.float32)

@@ -72,7 +72,7 @@ class MaskConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_struct(self) -> MaskConfig:
-        if self.struct_kernel is not None and self.struct == AUTO_STRUCT:
+        if self.struct_kernel is not None and self.struct_auto:
             self.__dict__["struct"] = None  # a user kernel replaces the automatic choice
         if self.struct is not None and self.struct_kernel is not None:
             raise ValueError("give either struct or struct_kernel, not both")

@@ -125,12 +125,13 @@ class Method:
 
         radius, corr = suggest_blind_radius(slices)
         radius_now = self.config.network.blind_radius
+        struct = self.config.mask.struct
         changes: dict[str, Any] = {}
         if self.config.mask.struct_auto:
             side = 2 * radius + 1
-            struct = f"box:{side}" if radius and self.masked and self.masks_pixels else "none"
-            changes["mask"] = {"struct": struct}
-            if struct != "none":
+            struct = f"box:{side}" if radius and self.masked and self.masks_pixels else None
+            changes["mask"] = {"struct": struct or "none"}
+            if struct:
                 return changes, (f"hiding the {side}x{side} square around each masked pixel "
                                  f"(noise correlation up to {corr[:, 0].max():.2f} between "
                                  f"neighbours)")
@@ -139,8 +140,7 @@ class Method:
                     f"{corr[:, 0].max():.2f} between neighbours)")
             return {**changes, "network": {"blind_radius": radius}}, note
         handled = (radius_now >= radius if self.blind else
-                   not changes and self.config.mask.struct is not None
-                   or self.config.mask.struct_kernel is not None)
+                   struct is not None or self.config.mask.struct_kernel is not None)
         if radius and not handled:
             worst = int(corr.reshape(len(corr), -1).max(axis=1).argmax())
             lag = int(corr[worst].max(axis=1).argmax())
