@@ -95,14 +95,15 @@ def run_group(name, frames, noisy, clean, budget, kind, sigma, log, variant, see
     for frame, x, gt in zip(frames, noisy, clean, strict=True):
         info: list = []
         auto = model.denoise(x, info=info)
-        prior = model.denoise(x, posterior=False)
+        prior = model.denoise(x, posterior=False, blend="none")
         post = (model.denoise(x, posterior=True) if model.method.predicts_variance
                 else prior)
-        tta = model.denoise(x, posterior=False, tta=True)
+        tta = model.denoise(x, tta=True, posterior=False)
         row = {"group": name, "frame": frame, "noisy": psnr(x, gt), "auto": psnr(auto, gt),
                "prior": psnr(prior, gt), "posterior": psnr(post, gt), "tta": psnr(tta, gt),
                "bm3d_gat": bm3d[frame] if frame in bm3d else bm3d_score(x, gt, sigma),
                "chose_posterior": bool(info and info[0]["posterior"]), "steps": clock.steps,
+               "blend": round(float(info[0].get("blend", 0.0)), 4) if info else 0.0,
                "variant": variant, "seed": seed,
                "train_cpu_s": round(clock.seconds, 1), "train_wall_s": round(wall, 1),
                "precision": model.config.precision,
@@ -125,15 +126,20 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{args.target}-{args.variant}{args.tag}.jsonl"
     done = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    seen = {r["group"] for r in done}
+    groups = list(groups_of(args.target))
+    complete = {g[0] for g in groups
+                if set(g[1]) <= {r["frame"] for r in done if r["group"] == g[0]}}
+    if any(r["group"] not in complete for r in done):  # a group cut short is rerun whole
+        done = [r for r in done if r["group"] in complete]
+        path.write_text("".join(json.dumps(r) + "\n" for r in done))
     bm3d = known_bm3d()
     with path.open("a") as fh:
         def log(line: str) -> None:
             print(line, flush=True)
             fh.write(line + "\n")
             fh.flush()
-        for group in groups_of(args.target):
-            if group[0] not in seen:
+        for group in groups:
+            if group[0] not in complete:
                 done += run_group(*group, log=log, variant=args.variant, seed=args.seed,
                                   bm3d=bm3d)
     keys = ("noisy", "auto", "prior", "posterior", "bm3d_gat")

@@ -15,6 +15,7 @@ weights at given training times (time-to-quality).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ class StepClock:
 
     def done(self) -> bool:
         return self.seconds >= self.budget and self.steps >= self.min_steps
+
+    def progress(self) -> float:
+        """The fraction of the budget spent; the learning-rate schedule follows it."""
+        return self.seconds / self.budget if math.isfinite(self.budget) else 0.0
 
     def __call__(self, info) -> bool:
         """The training callback: count the step, snapshot at marks, stop at the budget."""

@@ -16,11 +16,11 @@ LAYERS = [
     {"errors"},
     {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
      "masking", "figures", "formats", "extras", "imagefile", "imagefile_meta", "imagefile_write",
-     "imagefile_bioio", "inputs", "launch", "distributed", "omezarr"},
+     "imagefile_bioio", "inputs", "launch", "distributed", "omezarr", "safe_write", "schedule"},
     {"models"},
     {"methods"},
     {"config"},
-    {"posterior", "predict", "data", "gtfree"},
+    {"posterior", "blend", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
     {"checkpoints", "training", "training_data", "lazy_data", "batch", "checkpoint_export",
      "chunked", "chunked_run"},

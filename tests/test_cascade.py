@@ -119,7 +119,7 @@ def test_inference_only_applies_models_in_order(files, tmp_path, noisy_pair, cap
                                "--models", f"{tmp_path / 'm1'},{tmp_path / 'm2'}",
                                "-r", str(clean_path)], capsys)
     assert code == 0 and "GT-free score" in stdout and "manifest: " in stdout  # the summary
-    expected = m2.denoise(m1.denoise(noisy))
+    expected = m2.denoise(m1.denoise(noisy, blend="none"), blend="none")  # stages: no blend
     got = read_image(out / "stage2-structured" / "noisy.tif")
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert (out / "stage1-probabilistic" / "noisy_std.tif").is_file()

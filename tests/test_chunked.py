@@ -107,7 +107,7 @@ def test_chunked_equals_in_memory_prediction_2d(axes, shape, model2d, tmp_path) 
     plan = plan_chunks(shape, axes, "YX", (1,) * (len(shape) - 2) + (32, 32), 36, 4)
     assert model2d.receptive_radius() <= 36 and _partial(plan, shape, axes, "YX")
     assert result.computed == result.total == len(plan) and result.levels >= 2
-    expected = model2d.denoise(image, axes=axes, posterior=False)
+    expected = model2d.denoise(image, axes=axes, posterior=False, blend="none")
     np.testing.assert_allclose(_level0(result.path), expected, **TOL)
 
 
@@ -119,7 +119,7 @@ def test_chunked_equals_in_memory_prediction_3d(model3d, tmp_path) -> None:
     halo = -(-model3d.receptive_radius() // 2) * 2
     assert _partial(plan_chunks(volume.shape, "ZYX", "ZYX", (8, 16, 16), halo, 2),
                     volume.shape, "ZYX", "ZYX")
-    expected = model3d.denoise(volume, axes="ZYX", posterior=False)
+    expected = model3d.denoise(volume, axes="ZYX", posterior=False, blend="none")
     np.testing.assert_allclose(_level0(result.path), expected, **TOL)
 
 
@@ -131,7 +131,8 @@ def test_local_cluster_of_two_workers(model2d, model3d, tmp_path) -> None:
     result = denoise_chunked(model2d, src, tmp_path / "out.ome.zarr", axes="SYX",
                              chunks=32, workers=2, progress=False)
     np.testing.assert_allclose(_level0(result.path),
-                               model2d.denoise(stack, axes="SYX", posterior=False), **TOL)
+                               model2d.denoise(stack, axes="SYX", posterior=False,
+                                               blend="none"), **TOL)
     # a running cluster, by address: one with its two workers in this process (they start
     # in no time), for the 3-D model
     volume = _image((24, 48, 48), seed=4)
@@ -143,7 +144,8 @@ def test_local_cluster_of_two_workers(model2d, model3d, tmp_path) -> None:
                                  chunks=(8, 24, 24), scheduler=cluster.scheduler_address,
                                  progress=False)
     np.testing.assert_allclose(_level0(result.path),
-                               model3d.denoise(volume, axes="ZYX", posterior=False), **TOL)
+                               model3d.denoise(volume, axes="ZYX", posterior=False,
+                                               blend="none"), **TOL)
 
 
 @pytest.mark.parametrize("fmt", [FormatV04(), FormatV05()], ids=["ngff0.4", "ngff0.5"])
@@ -220,7 +222,7 @@ def test_kill_and_resume(model2d, tmp_path, monkeypatch) -> None:
     assert (result.total, result.skipped, result.computed, len(again)) == (
         18, before, 18 - before, 18 - before)
     np.testing.assert_allclose(_level0(out), model2d.denoise(image, axes="SYX",
-                                                             posterior=False), **TOL)
+                                                             posterior=False, blend="none"), **TOL)
     done = denoise_chunked(model2d, src, out, axes="SYX", chunks=32, progress=False)
     assert (done.computed, done.skipped) == (0, 18)
 
@@ -238,7 +240,8 @@ def test_refuses_a_destination_of_another_model_or_source(model2d, model3d, tmp_
         denoise_chunked(model2d, src2, out, chunks=32, progress=False)
     result = denoise_chunked(other, src, out, chunks=32, progress=False, overwrite=True)
     assert result.computed == result.total == 4
-    np.testing.assert_allclose(_level0(out), other.denoise(image, posterior=False), **TOL)
+    np.testing.assert_allclose(_level0(out), other.denoise(image, posterior=False,
+                                                           blend="none"), **TOL)
 
 
 def test_cli_denoise_zarr_and_tiff_to_zarr(model2d, folder2d, tmp_path, capsys) -> None:
@@ -250,7 +253,7 @@ def test_cli_denoise_zarr_and_tiff_to_zarr(model2d, folder2d, tmp_path, capsys) 
                               "cpu"], capsys)
     assert code == 0, err
     assert "9 chunk(s) computed" in out
-    expected = model2d.denoise(image, posterior=False)
+    expected = model2d.denoise(image, posterior=False, blend="none")
     np.testing.assert_allclose(_level0(tmp_path / "out.ome.zarr"), expected, **TOL)
     counts = (np.round(image * 10)).astype(np.uint16)  # a uint16 TIFF, read lazily
     tifffile.imwrite(tmp_path / "in.tif", counts, tile=(32, 32), resolution=(2e4, 2e4),
@@ -261,7 +264,7 @@ def test_cli_denoise_zarr_and_tiff_to_zarr(model2d, folder2d, tmp_path, capsys) 
     assert code == 0 and out == "", err
     written = _level0(tmp_path / "t.ome.zarr")
     assert written.dtype == np.uint16
-    expected = model2d.denoise(counts.astype(np.float32), posterior=False)
+    expected = model2d.denoise(counts.astype(np.float32), posterior=False, blend="none")
     assert np.abs(written.astype(np.float64) - expected).max() <= 0.5 + 1e-2
     assert open_image(tmp_path / "t.ome.zarr").meta.physical == pytest.approx(
         {"Y": 0.5, "X": 0.5})

@@ -17,15 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from n2v_cascade.errors import InputError, OutputExistsError
-from n2v_cascade.io import (
-    atomic_path,
-    atomic_write_text,
-    list_images,
-    read_image,
-    read_images,
-    validate_array,
-    write_image,
-)
+from n2v_cascade.io import list_images, read_image, read_images, validate_array, write_image
+from n2v_cascade.safe_write import atomic_path, atomic_write_text
 
 
 def _noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -12,6 +12,7 @@ from conftest import tiny_config
 from n2v_cascade import training as train_mod
 from n2v_cascade.errors import OutputExistsError, TrainingDivergedError
 from n2v_cascade.model import CHECKPOINT
+from n2v_cascade.schedule import lr_factor
 from n2v_cascade.training import TrainingInterrupted, train
 
 
@@ -30,11 +31,13 @@ def test_training_reduces_loss_and_is_reproducible(noisy_pair) -> None:
     assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b), strict=True))
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
+@pytest.mark.parametrize(("ema", "schedule"), [(0.0, "constant"), (0.9, "constant"),
+                                               (0.9, "cosine")])
 def test_ctrl_c_writes_checkpoint_and_resume_is_bit_identical(noisy_pair, tmp_path,
-                                                              monkeypatch, ema) -> None:
+                                                              monkeypatch, ema,
+                                                              schedule) -> None:
     _, noisy = noisy_pair
-    cfg = tiny_config(epochs=3, steps_per_epoch=4, ema_decay=ema)
+    cfg = tiny_config(epochs=3, steps_per_epoch=4, ema_decay=ema, lr_schedule=schedule)
     straight = train(noisy, cfg, output_dir=tmp_path / "a", progress=False)
 
     calls = {"n": 0}
@@ -150,3 +153,48 @@ def test_ema_model_gets_the_warmed_up_moving_average(noisy_pair, monkeypatch) ->
     got = list(model.network.parameters())
     assert all(torch.allclose(g, e, atol=1e-6) for g, e in zip(got, expected, strict=True))
     assert not all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, raw[-1], strict=True))
+
+
+def test_lr_factor_constant_and_cosine() -> None:
+    assert lr_factor("constant", 0.7) == 1.0
+    assert [lr_factor("cosine", f) for f in (0.0, 0.5, 1.0, 1.5)] == pytest.approx(
+        [1.0, 0.5, 0.0, 0.0], abs=1e-12)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        lr_factor("step", 0.5)
+
+
+class _Budget:
+    """A budget callback that reports scripted fractions done and stops after them."""
+
+    def __init__(self, fractions: list[float]) -> None:
+        self.fractions, self.calls = fractions, 0
+
+    def progress(self) -> float:
+        return self.fractions[self.calls]
+
+    def __call__(self, info) -> bool:
+        self.calls += 1
+        return self.calls == len(self.fractions)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_schedule_follows_steps_budget_callbacks_and_never_goes_back(
+        noisy_pair, monkeypatch, schedule) -> None:
+    _, noisy = noisy_pair
+    rates: list[float] = []
+    original = train_mod._Loop._step
+
+    def step_and_record(self):
+        rates.append(self.optimizer.param_groups[0]["lr"])
+        return original(self)
+
+    monkeypatch.setattr(train_mod._Loop, "_step", step_and_record)
+    cfg = tiny_config(epochs=1, steps_per_epoch=4, lr_schedule=schedule, learning_rate=0.01)
+    train(noisy, cfg, progress=False)  # by the steps: 0, 1/4, 2/4, 3/4 done
+    # a budget callback ahead of the steps leads; a fraction lower than before is ignored
+    budget = _Budget([0.0, 0.6, 0.2, 0.9])
+    train(noisy, cfg.model_copy(update={"steps_per_epoch": 1000}), progress=False,
+          callbacks=[budget])
+    want = [lr_factor(schedule, f) for f in (0, 0.25, 0.5, 0.75, 0, 0.6, 0.6, 0.9)]
+    assert rates == pytest.approx([0.01 * w for w in want])
+    assert len(set(rates)) == (1 if schedule == "constant" else 6)

@@ -54,8 +54,13 @@ def output_paths(inputs: Sequence[Path], output: Path, suffix: str = "_denoised"
 
 
 def choice_text(records: Sequence[dict]) -> str:
-    """What ``posterior="auto"`` chose for an image and why (empty when it did not choose)."""
+    """What ``posterior="auto"`` chose for an image and why, or the share ``blend``
+    returned (empty when neither applied)."""
     scored = [r for r in records if "score_prior" in r]
+    shares = [r["blend"] for r in records if "blend" in r]
+    if any(shares):
+        return (f": {100 * float(np.mean(shares)):.0f}% of the measured value blended back "
+                f"(--blend)")
     if not scored:
         return ""
     used = sum(r["posterior"] for r in scored)
@@ -78,7 +83,7 @@ def denoise_files(
     model, sources: Sequence[Path], output: Path, *, overwrite: bool = False,
     progress: bool = True, posterior: bool | str = "auto", uncertainty: bool = False,
     noise_model: str = "bootstrap", axes: str | None = None,
-    output_dtype: str = "float32", **predict_kw,
+    output_dtype: str = "float32", blend: str | float = "auto", **predict_kw,
 ) -> list[tuple[Path, str]]:
     """Denoise every image under ``sources``; return (file, problem) for each failure.
 
@@ -126,7 +131,7 @@ def denoise_files(
                 warnings.simplefilter("always")
                 result = model.denoise(item.data, axes=item.axes, posterior=posterior,
                                        return_std=uncertainty, noise_model=noise_model,
-                                       info=chosen, **predict_kw)
+                                       info=chosen, blend=blend, **predict_kw)
             mean, std = result if uncertainty else (result, None)
             for w in caught:  # name the file each warning is about
                 warnings.warn(f"{src}: {w.message}", w.category, stacklevel=2)

@@ -99,7 +99,7 @@ def export_bioimageio(
         the first problem and the file holding the full report. Nothing is written then.
     """
     from .extras import require
-    from .io import atomic_path
+    from .safe_write import atomic_path
 
     require("bmz")
     path = Path(path)

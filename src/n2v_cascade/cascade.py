@@ -37,9 +37,9 @@ from .gtfree import (
     gt_free_errors,
     rank,
 )
-from .io import atomic_write_text, check_output_folder
 from .metrics import default_data_range, evaluate
 from .model import Model
+from .safe_write import atomic_write_text, check_output_folder
 from .stages import (
     Stage,
     StageResult,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .errors import InputError, OutputExistsError
-from .io import check_output_folder
 from .model import CHECKPOINT
 from .runtime import load
+from .safe_write import check_output_folder
 
 
 def prepare_output(out: Path | None, resume: bool, overwrite: bool) -> Path | None:

@@ -218,6 +218,7 @@ def denoise(
     batch_size: Annotated[int, typer.Option(help="Pieces processed together (default 4; more uses more memory).", rich_help_panel="Advanced")] = 4,
     tta: Annotated[bool, typer.Option("--tta", help="Denoise the 8 flipped/rotated copies and average them: slightly better, 8x slower.")] = False,
     posterior: Annotated[bool | None, typer.Option("--posterior/--prior", help="Probabilistic blind-spot models: --posterior combines the prediction with the measured pixel and a noise model (usually sharper), --prior returns the network's own estimate. Default: per image, whichever a ground-truth-free estimate of the error says is better (printed for each image).")] = None,
+    blend: Annotated[str | None, typer.Option(help="Masked and blind-spot methods: how much of each measured pixel goes back into its denoised value: auto (default: the share that minimises the expected error, estimated per image from what the denoising removed; printed for each image), none (the network's estimate alone) or a share from 0 to 1.")] = None,
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Probabilistic models: also write NAME_std.tif, the estimated error (standard deviation) of each denoised pixel.")] = False,
     axes: Axes = None,
     output_dtype: Annotated[str, typer.Option(help="Pixel type of the TIFF written: float32 (default, no rounding) or input (the input's type, e.g. uint16: rounded, values outside its range clipped and counted).")] = "float32",
@@ -235,7 +236,7 @@ def denoise(
     from .omezarr import is_zarr
 
     if is_zarr(output) or any(is_zarr(p) for p in images):
-        return _denoise_chunked(images, model, output, workers=workers, scheduler=scheduler, chunk=chunk, posterior=posterior, uncertainty=uncertainty, noise_from=noise_from, device=device, axes=axes, output_dtype=output_dtype, overwrite=overwrite, quiet=quiet, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta)
+        return _denoise_chunked(images, model, output, workers=workers, scheduler=scheduler, chunk=chunk, posterior=posterior, blend=blend, uncertainty=uncertainty, noise_from=noise_from, device=device, axes=axes, output_dtype=output_dtype, overwrite=overwrite, quiet=quiet, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta)
     if workers is not None or scheduler is not None or chunk is not None:
         raise InputError("--workers, --scheduler and --chunk apply to OME-Zarr output (-o OUT.ome.zarr)")
     for path in images:  # a typo fails here, before torch is imported
@@ -250,17 +251,22 @@ def denoise(
     if noise_from not in NOISE_SOURCES:
         raise InputError(f"--noise-from: expected {', '.join(NOISE_SOURCES[:-1])} or "
                          f"{NOISE_SOURCES[-1]}, got {noise_from!r}")
+    if blend is not None:
+        from .blend import blend_setting
+
+        blend_setting(blend)  # refused before any work
     net = Model.load(model, device=device)
     failed = denoise_files(
         net, images, output, overwrite=overwrite, progress=not quiet,
         posterior="auto" if posterior is None else posterior,
         uncertainty=uncertainty, tile=tile or None, overlap=overlap, batch_size=batch_size,
-        tta=tta, noise_model=noise_from, axes=axes, output_dtype=output_dtype)
+        tta=tta, noise_model=noise_from, axes=axes, output_dtype=output_dtype,
+        blend="auto" if blend is None else blend)
     if failed:
         raise typer.Exit(2)
 
 
-def _denoise_chunked(images: list[Path], model: Path, output: Path, *, workers: int | None, scheduler: str | None, chunk: str | None, posterior: bool | None, uncertainty: bool, noise_from: str, device: str, quiet: bool, **options) -> None:
+def _denoise_chunked(images: list[Path], model: Path, output: Path, *, workers: int | None, scheduler: str | None, chunk: str | None, posterior: bool | None, blend: str | None, uncertainty: bool, noise_from: str, device: str, quiet: bool, **options) -> None:
     """``denoise`` into an OME-Zarr: one input, chunk by chunk (:func:`.chunked.denoise_chunked`)."""
     from .omezarr import is_zarr
 
@@ -270,6 +276,8 @@ def _denoise_chunked(images: list[Path], model: Path, output: Path, *, workers: 
         raise InputError(f"{output}: an OME-Zarr input is written as an OME-Zarr; give -o NAME.ome.zarr")
     if posterior or uncertainty or noise_from != "bootstrap":
         raise InputError("--posterior, --uncertainty and --noise-from are not available for OME-Zarr output (the prior mean is written)")
+    if blend not in (None, "none"):
+        raise InputError("--blend is not available for OME-Zarr output (the prior mean is written)")
     try:
         sizes = [int(part) for part in chunk.split(",")] if chunk else None
     except ValueError:

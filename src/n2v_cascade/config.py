@@ -130,6 +130,9 @@ class TrainConfig(_Strict):
     averages the weights over training (0: off); the saved model gets the average,
     which removes most of the step-to-step noise of constant-learning-rate training;
     the decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after n updates.
+    ``lr_schedule`` (:mod:`n2v_cascade.schedule`) lowers the learning rate over the run:
+    the fraction done is that of the steps, the time limit or a budget callback,
+    whichever is furthest.
 
     ``dims`` is the number of spatial axes the network convolves: 2 (YX; every other
     axis holds independent images), 3 (ZYX, or TYX for a time-lapse without Z) or
@@ -162,6 +165,7 @@ class TrainConfig(_Strict):
     nll_beta: float | None = Field(None, ge=0.0, le=1.0)
     mean_loss: Literal["nll", "mse"] | None = None
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     mask: MaskConfig = Field(default_factory=MaskConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     noise_model: NoiseModelConfig = Field(default_factory=NoiseModelConfig)

@@ -39,11 +39,12 @@ def run_demo(output: str | Path, *, epochs: int = 10, retrain_epochs: int = 5,
     """
     from .cascade import Cascade, ranking_note, versus_best
     from .figures import comparison_figure
-    from .io import atomic_write_text, write_image
+    from .io import write_image
     from .metrics import format_table, write_metrics
     from .noise import add_noise, parse_noise_spec
     from .reproduce import centre_crop
     from .runtime import resolve_device
+    from .safe_write import atomic_write_text
 
     t0 = time.perf_counter()
     resolve_device(device)  # an unusable device fails before any work

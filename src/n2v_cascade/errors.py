@@ -14,6 +14,7 @@ which is what a caller of the Python API can act on, except inside a quoted comm
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # Flags whose Python equivalent is a keyword argument of the same name; a quoted command
 # ('n2v-cascade train ... --resume') is left as it is.
@@ -49,3 +50,18 @@ class ModelError(N2VError):
 
 class TrainingDivergedError(N2VError):
     """Training produced a NaN/Inf loss."""
+
+
+def error_reason(exc: BaseException, path: Path | None = None) -> str:
+    """One short line explaining ``exc`` without repeating the file name."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        lines = str(exc).strip().splitlines()
+        text = lines[0] if lines else ""
+    if path is not None:
+        text = text.replace(repr(str(path)), "").replace(str(path), "").strip(" :")
+    if "can not handle the given uri" in text:  # imageio: no plugin understood the bytes
+        text = "unrecognised content"
+    text = text or type(exc).__name__
+    return text if len(text) <= 150 else text[:147] + "..."

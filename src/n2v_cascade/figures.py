@@ -46,7 +46,7 @@ def comparison_figure(
     from matplotlib.patches import Rectangle
 
     from .axes import layout, to_samples
-    from .io import atomic_path
+    from .safe_write import atomic_path
 
     # a stack shows its first image
     images = [np.asarray(to_samples(img, layout(img.shape))[0], np.float32)

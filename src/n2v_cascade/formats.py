@@ -1,5 +1,5 @@
-"""File-format details of :mod:`n2v_cascade.io`: integer PNG output, tifffile's log,
-and microscope formats that need the ``formats`` extra.
+"""File-format details of :mod:`n2v_cascade.io`: supported suffixes, integer PNG output,
+tifffile's log, and microscope formats that need the ``formats`` extra.
 
 Kept apart from ``io.py`` so that the reader and writer there stay short.
 """
@@ -23,6 +23,15 @@ FORMATS_EXTRA_SUFFIXES: tuple[str, ...] = (".czi", ".nd2", ".lif")
 # PNG output is uint8 when at most this fraction of the pixels lies above 255 (denoising
 # overshoots an 8-bit image's maximum on a few pixels), else uint16.
 PNG_UINT8_OVERFLOW = 1e-3
+
+
+def check_suffix(path: Path, source: str, allowed: tuple[str, ...], what: str) -> str:
+    """The lower-case suffix of ``path``; refused unless in ``allowed`` (``what``: file/output)."""
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        shown, names = suffix or "(none)", ", ".join(allowed)
+        raise InputError(f"{source}: unsupported {what} type '{shown}' (supported: {names})")
+    return suffix
 
 
 def check_formats_extra(path: Path, source: str) -> None:

@@ -16,14 +16,9 @@ import numpy as np
 import tifffile
 
 from n2v_cascade.axes import check_axes
-from n2v_cascade.errors import InputError
+from n2v_cascade.errors import InputError, error_reason
 from n2v_cascade.imagefile_meta import OME_UNITS, ImageMeta, imagej_escape, microns_per
-from n2v_cascade.io import (
-    _reason,
-    _write_errors,
-    atomic_path,
-    check_output_path,
-)
+from n2v_cascade.safe_write import atomic_path, check_output_path, write_errors
 
 WRITE_SUFFIXES_ND: tuple[str, ...] = (".tif", ".tiff", ".npy")
 #: Private ImageJ-description keys: our axes and shape, in the order written (S, T, Z, C,
@@ -94,7 +89,7 @@ def write_image_nd(
     if kind == "imagej" and (meta.kind in ("ome", "bioio") or out.dtype.name not in
                              _IMAGEJ_DTYPES):
         kind = "ome"
-    with _write_errors(source), atomic_path(path, overwrite=overwrite) as tmp:
+    with write_errors(source), atomic_path(path, overwrite=overwrite) as tmp:
         try:
             if kind == "npy":
                 with open(tmp, "xb") as fh:
@@ -104,7 +99,7 @@ def write_image_nd(
             else:
                 _write_imagej(tmp, out, axes, meta)
         except (ValueError, TypeError, tifffile.OmeXmlError) as exc:
-            raise InputError(f"{source}: cannot write {kind} file ({_reason(exc)})") from exc
+            raise InputError(f"{source}: cannot write {kind} file ({error_reason(exc)})") from exc
     return WriteReport(path, clipped, out.dtype.name, kind)
 
 

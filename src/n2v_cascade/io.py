@@ -2,18 +2,16 @@
 
 Everything a user can get wrong in an input (missing, empty or corrupt file, colour channels,
 dimensions, dtype, NaN/Inf, constant image) becomes a one-line InputError naming the file.
-Writes go through a temporary file renamed into place, so a crash never leaves a half file.
+Writes go through :mod:`n2v_cascade.safe_write`, so a crash never leaves a half file.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import secrets
-import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -21,14 +19,16 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
-from n2v_cascade.errors import InputError, N2VError, OutputExistsError
+from n2v_cascade.errors import InputError, N2VError, error_reason
 from n2v_cascade.formats import (
     FORMATS_EXTRA_SUFFIXES,
     check_formats_extra,
+    check_suffix,
     png_pixels,
     require_formats_extra,
     tifffile_log,
 )
+from n2v_cascade.safe_write import atomic_path, check_output_path, write_errors
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
 WRITE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".npy", ".png")
@@ -87,12 +87,12 @@ def list_images(path: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) ->
             require_formats_extra(path, source)
         else:
             check_formats_extra(path, source)
-        _check_suffix(path, source, suffixes, "file")
+        check_suffix(path, source, suffixes, "file")
         return [path]
     try:
         entries = list(path.iterdir())
     except OSError as exc:
-        raise InputError(f"{source}: cannot list folder ({_reason(exc, path)})") from exc
+        raise InputError(f"{source}: cannot list folder ({error_reason(exc, path)})") from exc
     images = sorted(
         p
         for p in entries
@@ -159,7 +159,8 @@ def validate_array(
     try:
         data = np.asarray(array)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{source}: cannot be converted to an array ({_reason(exc)})") from exc
+        raise InputError(
+            f"{source}: cannot be converted to an array ({error_reason(exc)})") from exc
     return _finish(data, source, None, channels, allow_constant)
 
 
@@ -182,7 +183,7 @@ def write_image(
     data = _output_array(array, source)
     if suffix == ".png":
         data = png_pixels(data, source)
-    with _write_errors(source), atomic_path(path, overwrite=overwrite) as tmp:
+    with write_errors(source), atomic_path(path, overwrite=overwrite) as tmp:
         if suffix == ".npy":
             with open(tmp, "xb") as fh:
                 np.save(fh, data, allow_pickle=False)
@@ -198,58 +199,7 @@ def write_image(
     return path
 
 
-@contextmanager
-def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` and move it into place on success.
-
-    The temporary path is hidden, in the same folder (so ``os.replace`` is atomic) and has
-    the same suffix; it does not exist yet. On normal exit it is fsynced and renamed onto
-    ``path``; on an exception it is deleted (file or folder). An existing ``path`` is
-    refused unless ``overwrite`` (OutputExistsError); an existing folder is always refused.
-    """
-    path = Path(path)
-    source = str(path)
-    _check_destination(path, overwrite, source)
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{source}: cannot create folder {parent} ({_reason(exc)})") from exc
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}{path.suffix}")  # hidden
-    try:
-        yield tmp
-        if not os.path.lexists(tmp):
-            raise RuntimeError(f"{source}: nothing was written to the temporary path {tmp.name}")
-        _fsync(tmp)
-        _check_destination(path, overwrite, source)  # it may have appeared meanwhile
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise InputError(f"{source}: cannot write file ({_reason(exc, path)})") from exc
-    except BaseException:
-        _remove(tmp)
-        raise
-    _fsync(parent)
-
-
-def atomic_write_text(path: str | Path, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` as UTF-8 atomically (see :func:`atomic_path`); return the path."""
-    path = Path(path)
-    with _write_errors(str(path)), atomic_path(path, overwrite=overwrite) as tmp:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-    return path
-
-
 # --- reading ---------------------------------------------------------------------------
-
-
-def _check_suffix(path: Path, source: str, allowed: tuple[str, ...], what: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in allowed:
-        shown, names = suffix or "(none)", ", ".join(allowed)
-        raise InputError(f"{source}: unsupported {what} type '{shown}' (supported: {names})")
-    return suffix
 
 
 def _check_input_file(
@@ -270,24 +220,9 @@ def _check_input_file(
     if not path.is_file():
         raise InputError(f"{source}: is not a regular file")
     formats(path, source)
-    _check_suffix(path, source, suffixes, "file")
+    check_suffix(path, source, suffixes, "file")
     if path.stat().st_size == 0:
         raise InputError(f"{source}: file is empty")
-
-
-def _reason(exc: BaseException, path: Path | None = None) -> str:
-    """One short line explaining ``exc`` without repeating the file name."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    else:
-        lines = str(exc).strip().splitlines()
-        text = lines[0] if lines else ""
-    if path is not None:
-        text = text.replace(repr(str(path)), "").replace(str(path), "").strip(" :")
-    if "can not handle the given uri" in text:  # imageio: no plugin understood the bytes
-        text = "unrecognised content"
-    text = text or type(exc).__name__
-    return text if len(text) <= 150 else text[:147] + "..."
 
 
 @contextmanager
@@ -302,7 +237,8 @@ def _reading(path: Path, source: str, kind: str) -> Iterator[None]:
     except MemoryError:
         raise InputError(f"{source}: image too large to load into memory") from None
     except Exception as exc:  # corrupt files make parsers raise almost anything
-        raise InputError(f"{source}: not a readable {kind} file ({_reason(exc, path)})") from exc
+        raise InputError(
+            f"{source}: not a readable {kind} file ({error_reason(exc, path)})") from exc
 
 
 def _read_tiff(path: Path, source: str) -> tuple[np.ndarray, _Plan]:
@@ -446,62 +382,7 @@ def _output_array(array: np.ndarray, source: str) -> np.ndarray:
         return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def check_output_path(path: Path, suffixes: tuple[str, ...], overwrite: bool,
-                      protect: Iterable[Path]) -> str:
-    """Refuse an output of another type, an input (``protect``, even with ``overwrite``),
-    a folder, or an existing file without ``overwrite``; return the lower-case suffix."""
-    source = str(path)
-    suffix = _check_suffix(path, source, suffixes, "output")
-    for other in protect:
-        if _same_file(path, Path(other)):
-            raise InputError(f"{source}: is an input file; refusing to overwrite it")
-    _check_destination(path, overwrite, source)
-    return suffix
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b)):
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
-    except OSError:
-        return False
-
-
-def _check_destination(path: Path, overwrite: bool, source: str) -> None:
-    if path.is_dir():
-        raise InputError(f"{source}: is a folder; refusing to replace it")
-    if os.path.lexists(path) and not overwrite:
-        raise OutputExistsError(f"{source}: already exists (pass --overwrite to replace it)")
-
-
-@contextmanager
-def _write_errors(source: str) -> Iterator[None]:
-    """Report OS failures while writing (disk full, permission denied) in one line."""
-    try:
-        yield
-    except N2VError:
-        raise
-    except OSError as exc:
-        raise InputError(f"{source}: cannot write file ({_reason(exc)})") from exc
-
-
-def _fsync(path: Path) -> None:
-    """Flush ``path`` (file or folder) to disk; best effort, some systems refuse."""
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _remove(path: Path) -> None:
-    with suppress(OSError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+# --- in-memory arrays ------------------------------------------------------------------
 
 
 def load_images(images: object, axes: str | None = None) -> list[tuple[str, np.ndarray]]:
@@ -527,19 +408,6 @@ def load_images(images: object, axes: str | None = None) -> list[tuple[str, np.n
     raise InputError("images must be an array, a list of arrays, or file/folder paths")
 
 
-def check_output_folder(out: Path, *, busy: bool, hint: str,
-                        error: type[N2VError] = InputError) -> None:
-    """Refuse an output path that is a file, or a ``busy`` folder (``hint`` says what to do).
-
-    ``busy`` is the caller's rule (a non-empty folder, a finished model, ...); nothing is
-    created or removed here.
-    """
-    if out.exists() and not out.is_dir():
-        raise error(f"{out}: output path exists and is not a folder")
-    if busy:
-        raise OutputExistsError(f"{out}: {hint}")
-
-
 def validate_nd(array: np.ndarray, source: str, allow_constant: bool = False) -> np.ndarray:
     """Check an in-memory array of 2 to 6 axes (named by an axes string elsewhere) the way
     :func:`validate_array` checks an image, without guessing colour channels; a float32
@@ -547,7 +415,8 @@ def validate_nd(array: np.ndarray, source: str, allow_constant: bool = False) ->
     try:
         data = np.asarray(array)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{source}: cannot be converted to an array ({_reason(exc)})") from exc
+        raise InputError(
+            f"{source}: cannot be converted to an array ({error_reason(exc)})") from exc
     if data.dtype.kind not in "iuf":
         raise InputError(f"{source}: has non-numeric pixels (dtype {data.dtype}); expected "
                          f"real numbers")

@@ -21,7 +21,8 @@ from torch import nn
 
 from . import __version__
 from .axes import Layout, from_samples, layout, to_samples
-from .config import TrainConfig, config_yaml, make_config
+from .blend import blend_setting, blend_weight, blended
+from .config import AUTO_STRUCT, TrainConfig, config_yaml, make_config
 from .errors import InputError, ModelError, OutputExistsError
 from .methods import get_method
 from .methods.base import Method
@@ -154,7 +155,7 @@ class Model:
         self, image: np.ndarray | str | Path, *, axes: str | None = None,
         posterior: bool | str = "auto", return_std: bool = False,
         noise_model: str | Mapping[str, Any] = "bootstrap", info: list | None = None,
-        **kwargs,
+        blend: str | float = "auto", **kwargs,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Denoise an image (array with ``axes``, or a file): image units in and out.
 
@@ -168,7 +169,14 @@ class Model:
         ``"stored"`` (estimated on the training data), or a mapping like the stored one.
         ``return_std`` also returns the per-pixel standard deviation of the estimate.
         ``info``, a list, receives one dict per sample (2-D image) saying whether the
-        posterior was used, with the estimates behind an ``auto`` choice.
+        posterior was used, with the estimates behind an ``auto`` choice, and the blend
+        weight.
+
+        ``blend`` applies to methods that learn each pixel without its own value (masked
+        and blind-spot methods) and predict no variance (those have the posterior): ``"auto"``
+        (default) returns the share of the observed value that minimises the expected
+        error, estimated per image from its residual (:mod:`n2v_cascade.blend`),
+        ``"none"`` the prior mean itself, a number in [0, 1] that share.
         """
         image, axes = _as_float_image(image, axes, self.config.dims)
         lay = self.layout(image.shape, axes)
@@ -182,7 +190,7 @@ class Model:
             raise InputError("posterior and uncertainty need one channel per sample; train "
                              "with --channels independent")
         if not (posterior or return_std):
-            return from_samples(est["mean"], lay)
+            return from_samples(self._blended(samples, est["mean"], blend, info), lay)
         if not method.predicts_variance:
             raise InputError(
                 f"method {self.config.variant!r} predicts no variance; posterior and "
@@ -208,10 +216,31 @@ class Model:
         std = from_samples(np.concatenate([s for _, s in parts]), lay)
         return (mean, std) if return_std else mean
 
+    def _blended(self, samples: np.ndarray, means: np.ndarray, blend: str | float,
+                 info: list | None) -> np.ndarray:
+        """The prior means with ``blend`` of the observed values returned, per sample."""
+        fixed = blend_setting(blend)
+        mask, radius = self.config.mask, self.config.network.blind_radius
+        # noise correlated between neighbours (the model hides more than the pixel) breaks
+        # the estimate of the share; joint channels share one network output per pixel
+        correlated = (mask.struct not in (None, AUTO_STRUCT) or mask.struct_kernel is not None
+                      or (isinstance(radius, int) and radius > 0))
+        # methods that predict a variance combine with the pixel through their posterior
+        if (fixed == 0.0 or not self.method.hides_pixel or self.method.predicts_variance
+                or self.config.n_channels > 1 or (fixed is None and correlated)):
+            weights = [0.0] * len(samples)
+        else:
+            weights = [blend_weight(s, m) if fixed is None else fixed
+                       for s, m in zip(samples, means, strict=True)]
+        if info is not None:
+            info.extend({"posterior": False, "blend": w} for w in weights)
+        return np.stack([blended(s, m, w) if w else m
+                         for s, m, w in zip(samples, means, weights, strict=True)])
+
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model folder; refuses to replace an existing model unless ``overwrite``."""
-        from .io import atomic_path, atomic_write_text, check_output_folder
+        from .safe_write import atomic_path, atomic_write_text, check_output_folder
 
         path = Path(path)
         check_output_folder(path, busy=(path / META).exists() and not overwrite,

@@ -24,8 +24,9 @@ from .axes import layout, to_samples
 from .cascade import digest, image_names, jsonable, score
 from .errors import InputError
 from .gtfree import GTFreeOptions, SelfSupervisedError
-from .io import atomic_write_text, check_output_folder, read_images, write_image
+from .io import read_images, write_image
 from .methods import method_class
+from .safe_write import atomic_write_text, check_output_folder
 from .stages import estimate_fn, merge_values, run_stage, stage_config
 
 PAPER_VARIANTS = ("n2v", "structured", "blindspot", "probabilistic")

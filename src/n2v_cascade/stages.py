@@ -119,9 +119,11 @@ def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = 
                   axes: str | None = None
                   ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Denoise with one model; probabilistic models also give the predicted signal std.
-    Joint-channel models give no std (their posterior is not defined per channel)."""
+    Joint-channel models give no std (their posterior is not defined per channel). A
+    stage passes on its network's estimate (no ``blend``): the next stage learns from it."""
     if not model.method.predicts_variance or model.config.n_channels > 1:
-        return [model.denoise(im, axes=axes, posterior=False) for im in images], None
+        return [model.denoise(im, axes=axes, posterior=False, blend="none")
+                for im in images], None
     pairs = [model.denoise(im, axes=axes, posterior=posterior, return_std=True)
              for im in images]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -129,7 +131,7 @@ def stage_outputs(model: Model, images: Sequence[np.ndarray], posterior: bool = 
 
 def estimate_fn(model: Model, axes: str | None = None) -> Denoiser:
     """What the GT-free estimate runs for a stage: the output passed on (prior mean)."""
-    return lambda x: model.denoise(x, axes=axes, posterior=False)
+    return lambda x: model.denoise(x, axes=axes, posterior=False, blend="none")
 
 
 def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:

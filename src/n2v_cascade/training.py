@@ -46,6 +46,7 @@ from .runtime import (
     place,
     resolve_device,
 )
+from .schedule import clock_fraction, lr_factor, progress_sources
 from .training_data import in_memory_data, validation_patches
 
 
@@ -217,6 +218,7 @@ class _Loop:
         start = time.perf_counter()
         bar = progress_bar(total, "train", "step", enabled=progress,
                            initial=state["epoch"] * steps + state["step"], limit=time_limit)
+        clocks = progress_sources(callbacks)
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 t0 = time.perf_counter()
@@ -224,6 +226,8 @@ class _Loop:
                 losses: list[float] = state.pop("partial_losses", [])
                 for step in range(state["step"], steps):
                     c0, w0 = time.process_time(), time.perf_counter()
+                    self._schedule((epoch * steps + step) / total,
+                                   clock_fraction(w0 - start, time_limit, clocks))
                     loss = self._step()
                     wall = time.perf_counter() - w0
                     if not math.isfinite(loss):
@@ -281,6 +285,19 @@ class _Loop:
         if progress:
             note(f"stopped by the {reason} at epoch {epoch + 1}, step {step + 1}")
 
+    def _schedule(self, steps_done: float, clocks_done: float | None) -> None:
+        """Set the learning rate for the fraction of the run done (never going back)."""
+        if self.config.lr_schedule == "constant":
+            return
+        done = steps_done
+        if clocks_done is not None:  # every process takes the same rate
+            done = max(done, self.session.mean(clocks_done))
+        done = max(min(done, 1.0), self.state.get("lr_fraction", 0.0))
+        self.state["lr_fraction"] = done
+        rate = self.config.learning_rate * lr_factor(self.config.lr_schedule, done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     def _step(self) -> float:
         patches = self.sampler.sample(self.batch, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
@@ -316,7 +333,7 @@ class _Loop:
         self.session.barrier()  # a stop right after leaves the checkpoint complete
 
     def _write_checkpoint(self, ranks: dict) -> None:
-        from .io import atomic_path
+        from .safe_write import atomic_path
 
         if self.scaler.is_enabled():
             self.state["scaler"] = self.scaler.state_dict()
@@ -364,14 +381,15 @@ def settings_line(config: TrainConfig, steps: int, device: torch.device, why: st
     blind = (f", blind radius {net.blind_radius}" if get_method(config).blind else "")
     limit = f", time limit {clock(time_limit)}" if time_limit is not None else ""
     split, lr = "", ""
+    schedule = "" if config.lr_schedule == "constant" else f" ({config.lr_schedule} to 0)"
     if processes > 1:
         split = f" ({processes} processes x {config.batch_size // processes})"
         lr = " (not scaled: the batch is global)"
     return (f"training {config.variant}: {config.epochs} epochs x {steps} steps "
             f"({config.epochs * steps} steps) of {config.batch_size} patches "
             f"{'x'.join(map(str, patch))}{' (3-D)' if len(patch) == 3 else ''}{split}, "
-            f"lr {config.learning_rate:g}{lr}, network depth {net.depth} width {net.width} "
-            f"growth {net.growth:g}{blind}, {config.precision} ({why}), "
+            f"lr {config.learning_rate:g}{schedule}{lr}, network depth {net.depth} "
+            f"width {net.width} growth {net.growth:g}{blind}, {config.precision} ({why}), "
             f"{describe_device(device)}, {len(samples)} image(s) "
             f"{', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}{limit}")
 

@@ -62,6 +62,9 @@ class Method:
     training_text: ClassVar[str] = "trained on inputs whose scored pixels are hidden"
     doi: ClassVar[str] = ""  # the method's own paper, cited in exports (besides N2V)
     masks_pixels: ClassVar[bool] = True  # False: structN2V masks do not apply
+    # True: the estimate at a pixel is learned without that pixel's value (masked or
+    # blind-spot training), so denoising may return a share of it (n2v_cascade.blend)
+    hides_pixel: ClassVar[bool] = True
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config

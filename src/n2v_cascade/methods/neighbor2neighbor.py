@@ -76,6 +76,7 @@ class Neighbor2Neighbor(Method):
     """
 
     masks_pixels = False
+    hides_pixel = False  # trained on every pixel's own value
     name = "neighbor2neighbor"
     training_text = "trained to map one random neighbour sub-image of a patch to the other"
     doi = "10.1109/CVPR46437.2021.01454"

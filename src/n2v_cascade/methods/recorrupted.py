@@ -109,6 +109,7 @@ class Recorrupted(Method):
     """
 
     masks_pixels = False
+    hides_pixel = False  # trained on every pixel's own value
     name = "recorrupted"
     training_text = "trained to map re-corrupted copies of the noisy image to each other"
     doi = "10.1109/CVPR46437.2021.00208"
