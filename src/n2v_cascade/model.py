@@ -27,7 +27,7 @@ from .errors import InputError, ModelError, OutputExistsError
 from .methods import get_method
 from .methods.base import Method
 from .normalize import Normalizer
-from .posterior import combine, noise_for
+from .posterior import combine, noise_for, residual_noise
 from .predict import pad_image, predict_tiled, probe_radius
 from .runtime import Runner, host_state, load, place, resolve_device
 
@@ -203,9 +203,11 @@ class Model:
             one = {k: v[i:i + 1] for k, v in est.items()}
             noise = noise_for(samples[i:i + 1], noise_model, self.noise,
                               self.config.noise_model, one["mean"])
-            # the choice is checked against this image's own noise estimate
-            check = (noise_for(samples[i:i + 1], "image", None, self.config.noise_model,
-                               one["mean"]) if posterior == "auto" else None)
+            # the choice is checked against the noise read from this image's residual
+            # (image-detail estimates read clipped, quantised microscope noise low)
+            check = (residual_noise(samples[i:i + 1], one["mean"]) or noise_for(
+                samples[i:i + 1], "image", None, self.config.noise_model, one["mean"])
+                if posterior == "auto" else None)
             record: dict = {}
             parts.append(combine(samples[i:i + 1], one, blind=method.blind, posterior=posterior,
                                  blind_radius=radius, noise=noise, check_noise=check,

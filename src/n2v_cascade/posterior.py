@@ -131,6 +131,15 @@ def noise_for(samples: np.ndarray, choice: str | Mapping[str, Any], stored: dict
                      f"mapping, got {choice!r}")
 
 
+def residual_noise(samples: np.ndarray, prior_mean: np.ndarray) -> dict | None:
+    """A Poisson-Gaussian noise model read from the residual's quietest blocks
+    (:func:`n2v_cascade.blend.residual_noise_line`), or None for too small an image."""
+    from .blend import residual_noise_line
+
+    line = residual_noise_line(samples, prior_mean)
+    return None if line is None else {"kind": "poisson-gaussian", "a": line[0], "b": line[1]}
+
+
 def noise_variance(signal: np.ndarray, noise: Mapping[str, Any] | None) -> np.ndarray:
     """Per-pixel noise variance (image units) under a noise model (none: zero)."""
     from .noise import noise_variance as poisson_gaussian_variance
