@@ -151,3 +151,34 @@ def test_cli_denoise_chooses_per_image_and_the_flags_force_a_side(tmp_path, nois
     np.testing.assert_array_equal(outputs[""], chosen)
     side = "--posterior" if info[0]["posterior"] else "--prior"
     np.testing.assert_array_equal(outputs[""], outputs[side])
+
+
+def test_the_choice_is_checked_against_the_residual_noise(noisy_pair, monkeypatch) -> None:
+    # the check's noise comes from the image's residual (n2v_cascade.blend): this tiny
+    # model keeps its prior with the real reading, and a reading of almost no noise
+    # makes the posterior, which moves towards the observation, look better
+    import n2v_cascade.model as model_mod
+    from conftest import tiny_config
+    from n2v_cascade.posterior import residual_noise
+    from n2v_cascade.training import train
+
+    _, noisy = noisy_pair
+    cfg = tiny_config(variant="probabilistic-blindspot", network={"depth": 2, "width": 8,
+                                                                  "blind_radius": 0})
+    model = train(noisy, cfg, progress=False)
+    seen: list = []
+
+    def quiet(samples, prior_mean):
+        seen.append(residual_noise(samples, prior_mean))
+        return {"kind": "gaussian", "sigma": 1e-4}
+
+    info: list = []
+    model.denoise(noisy, info=info)
+    assert info[0]["posterior"] is False
+    monkeypatch.setattr(model_mod, "residual_noise", quiet)
+    out = model.denoise(noisy, info=(info := []))
+    assert seen and seen[0]["kind"] == "poisson-gaussian" and seen[0]["b"] >= 0
+    assert info[0]["posterior"] is True
+    np.testing.assert_array_equal(out, model.denoise(noisy, posterior=True))
+    monkeypatch.setattr(model_mod, "residual_noise", lambda s, m: None)  # too small: image
+    assert len(model.denoise(noisy, info=(fallback := []))) and "score_prior" in fallback[0]
