@@ -125,7 +125,9 @@ def test_no_share_where_the_pixel_was_seen_or_the_noise_is_correlated(models) ->
 
     y = models["noisy"]
     dense = models["neighbor2neighbor"]  # trained on every pixel's own value
-    assert np.array_equal(dense.denoise(y, blend=0.5), dense.predict(y)["mean"])
+    assert np.array_equal(dense.denoise(y), dense.predict(y)["mean"])
+    with pytest.raises(InputError, match="not to 'neighbor2neighbor'"):
+        dense.denoise(y, blend=0.5)
     square = models["square"]  # the square says the noise is correlated: auto gives none
     info: list = []
     prior = square.predict(y)["mean"]

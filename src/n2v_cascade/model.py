@@ -228,8 +228,14 @@ class Model:
         correlated = (mask.struct not in (None, AUTO_STRUCT) or mask.struct_kernel is not None
                       or (isinstance(radius, int) and radius > 0))
         # methods that predict a variance combine with the pixel through their posterior
-        if (fixed == 0.0 or not self.method.hides_pixel or self.method.predicts_variance
-                or self.config.n_channels > 1 or (fixed is None and correlated)):
+        applies = (self.method.hides_pixel and not self.method.predicts_variance
+                   and self.config.n_channels == 1)
+        if fixed and not applies:
+            raise InputError(
+                f"blend: a share of the measured pixel applies to masked and blind-spot "
+                f"methods with one channel and no posterior, not to {self.config.variant!r}"
+                f"{' with joint channels' if self.config.n_channels > 1 else ''}")
+        if fixed == 0.0 or not applies or (fixed is None and correlated):
             weights = [0.0] * len(samples)
         else:
             weights = [blend_weight(s, m) if fixed is None else fixed
