@@ -72,15 +72,14 @@ def residual_noise_line(observed: np.ndarray, estimate: np.ndarray) -> tuple[flo
 
 def blend_weight(observed: np.ndarray, estimate: np.ndarray) -> float:
     """The share ``w`` (0..1) of the observed value that ``estimate`` gets back."""
-    line = residual_noise_line(observed, estimate)
+    obs, est = np.asarray(observed, np.float64), np.asarray(estimate, np.float64)
+    line = residual_noise_line(obs, est)
     if line is None:
         return 0.0
-    resid = np.asarray(observed, np.float64) - estimate
-    mean_sq = float(np.mean(resid * resid))
+    mean_sq = float(np.mean((obs - est) ** 2))
     if not mean_sq > 0:
         return 0.0
-    noise = float(np.mean(np.maximum(line[0] * np.asarray(estimate, np.float64) + line[1],
-                                      0.0)))
+    noise = float(np.mean(np.maximum(line[0] * est + line[1], 0.0)))
     return float(min(max(1.0 - noise / mean_sq, 0.0), 1.0))
 
 

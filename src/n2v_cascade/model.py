@@ -22,7 +22,7 @@ from torch import nn
 from . import __version__
 from .axes import Layout, from_samples, layout, to_samples
 from .blend import blend_setting, blend_weight, blended
-from .config import AUTO_STRUCT, TrainConfig, config_yaml, make_config
+from .config import TrainConfig, config_yaml, make_config
 from .errors import InputError, ModelError, OutputExistsError
 from .methods import get_method
 from .methods.base import Method
@@ -222,11 +222,11 @@ class Model:
                  info: list | None) -> np.ndarray:
         """The prior means with ``blend`` of the observed values returned, per sample."""
         fixed = blend_setting(blend)
-        mask, radius = self.config.mask, self.config.network.blind_radius
-        # noise correlated between neighbours (the model hides more than the pixel) breaks
-        # the estimate of the share; joint channels share one network output per pixel
-        correlated = (mask.struct not in (None, AUTO_STRUCT) or mask.struct_kernel is not None
-                      or (isinstance(radius, int) and radius > 0))
+        radius = self.config.network.blind_radius
+        # noise correlated between neighbours (the model hides more than the pixel: a
+        # structN2V kernel or a blind radius) breaks the estimate of the share; joint
+        # channels share one network output per pixel
+        correlated = self.method.kernel is not None or (isinstance(radius, int) and radius > 0)
         # methods that predict a variance combine with the pixel through their posterior
         applies = (self.method.hides_pixel and not self.method.predicts_variance
                    and self.config.n_channels == 1)

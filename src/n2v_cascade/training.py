@@ -226,8 +226,8 @@ class _Loop:
                 losses: list[float] = state.pop("partial_losses", [])
                 for step in range(state["step"], steps):
                     c0, w0 = time.process_time(), time.perf_counter()
-                    self._schedule((epoch * steps + step) / total,
-                                   clock_fraction(w0 - start, time_limit, clocks))
+                    self._schedule((epoch * steps + step) / total, w0 - start, time_limit,
+                                   clocks)
                     loss = self._step()
                     wall = time.perf_counter() - w0
                     if not math.isfinite(loss):
@@ -285,11 +285,13 @@ class _Loop:
         if progress:
             note(f"stopped by the {reason} at epoch {epoch + 1}, step {step + 1}")
 
-    def _schedule(self, steps_done: float, clocks_done: float | None) -> None:
-        """Set the learning rate for the fraction of the run done (never going back)."""
+    def _schedule(self, steps_done: float, elapsed: float, time_limit: float | None,
+                  clocks: Sequence[Callable[[], float]]) -> None:
+        """Set the learning rate for the fraction of the run done (never going back): by
+        the steps, the time limit or a budget callback's ``progress()``."""
         if self.config.lr_schedule == "constant":
             return
-        done = steps_done
+        done, clocks_done = steps_done, clock_fraction(elapsed, time_limit, clocks)
         if clocks_done is not None:  # every process takes the same rate
             done = max(done, self.session.mean(clocks_done))
         done = max(min(done, 1.0), self.state.get("lr_fraction", 0.0))
