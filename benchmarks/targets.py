@@ -104,8 +104,7 @@ def run_group(name, frames, noisy, clean, budget, kind, sigma, log, variant, see
                "bm3d_gat": bm3d[frame] if frame in bm3d else bm3d_score(x, gt, sigma),
                "chose_posterior": bool(info and info[0]["posterior"]), "steps": clock.steps,
                "blend": round(float(info[0].get("blend", 0.0)), 4) if info else 0.0,
-               **{k: info[0][k] for k in ("score_prior", "score_posterior", "score_error",
-                                            "score_noise_slope")
+               **{k: info[0][k] for k in ("score_prior", "score_posterior", "score_error")
                   if info and k in info[0]},
                "variant": variant, "seed": seed,
                "train_cpu_s": round(clock.seconds, 1), "train_wall_s": round(wall, 1),

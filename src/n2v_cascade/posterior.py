@@ -216,10 +216,6 @@ def combine(samples: np.ndarray, est: dict[str, np.ndarray], *, blind: bool, bli
     return est["mean"], np.sqrt(signal_var).astype(np.float32)
 
 
-#: Relative under-reading of the noise variance that the posterior choice allows for.
-NOISE_MARGIN = 0.0
-
-
 def choose_posterior(samples: np.ndarray, prior_mean: np.ndarray, noisy_var: np.ndarray,
                      noise_var: np.ndarray, check_var: np.ndarray, info: dict | None = None
                      ) -> bool:
@@ -229,23 +225,19 @@ def choose_posterior(samples: np.ndarray, prior_mean: np.ndarray, noisy_var: np.
     The estimate is :func:`posterior_gain` with ``check_var``, the noise variance at
     each pixel's prior mean (the prior never saw the pixel, so the clean value averages
     to it), capped by the residual variance at each brightness
-    (:func:`binned_residual_variance`), which no noise can exceed. The posterior is
-    chosen only if it still wins when the true noise variance is ``NOISE_MARGIN`` larger
-    than ``check_var`` says (a larger noise favours the prior). ``info`` receives
+    (:func:`binned_residual_variance`), which no noise can exceed. ``info`` receives
     ``score_prior`` and ``score_posterior``: ground-truth-free scores on the scale of
-    :mod:`n2v_cascade.gtfree` (true MSE plus the mean noise variance), the standard
-    error of their difference, and ``score_noise_slope``: how much the difference grows
-    if the true noise variance is larger than ``check_var`` by its own size.
+    :mod:`n2v_cascade.gtfree` (true MSE plus the mean noise variance) and the standard
+    error of their difference.
     """
     weight = posterior_weight(noisy_var, noise_var)
     check = np.minimum(check_var, binned_residual_variance(samples, prior_mean))
     gain, error = posterior_gain(samples, prior_mean, weight, check)
-    slope = float(2.0 * np.mean(weight * check, dtype=np.float64))
     prior_score = float(np.mean((np.asarray(samples, np.float64) - prior_mean) ** 2))
     if info is not None:
         info.update(score_prior=prior_score, score_posterior=prior_score + gain,
-                    score_error=error, score_noise_slope=slope)
-    return gain + NOISE_MARGIN * slope < 0
+                    score_error=error)
+    return gain < 0
 
 
 #: Side of the neighbourhood over which the residual's spread is measured.
