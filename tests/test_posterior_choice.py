@@ -8,6 +8,7 @@ from scipy.ndimage import gaussian_filter
 
 from n2v_cascade.errors import InputError
 from n2v_cascade.posterior import (
+    CHOICE_MARGIN,
     binned_residual_variance,
     choose_posterior,
     combine,
@@ -112,6 +113,30 @@ def test_photon_starved_noise_is_not_read_low(factor: float) -> None:
             assert np.array_equal(chosen, est["mean"])
 
 
+def test_a_gain_within_its_error_keeps_the_prior() -> None:
+    """A posterior whose estimated gain is below CHOICE_MARGIN standard errors (a tiny
+    prior error: the posterior barely moves) is not chosen; a clear gain is."""
+    decisions = []
+    for prior_error in (1.0, 4.0):
+        _, noisy, prior, predicted, noise_var = _scene("gaussian", 0, 128, prior_error)
+        info: dict = {}
+        decisions.append(choose_posterior(noisy, prior, predicted, noise_var, noise_var,
+                                          info))
+        gain = info["score_posterior"] - info["score_prior"]
+        assert gain < 0
+        assert decisions[-1] is (gain + CHOICE_MARGIN * info["score_error"] < 0)
+    assert decisions == [False, True]
+
+
+def test_the_least_favourable_noise_reading_decides() -> None:
+    _, noisy, prior, predicted, noise_var = _scene("gaussian", 5)
+    alone: dict = {}
+    both: dict = {}
+    choose_posterior(noisy, prior, predicted, noise_var, noise_var, alone)
+    choose_posterior(noisy, prior, predicted, noise_var, [noise_var / 4, noise_var], both)
+    assert both == alone  # the larger noise reading (less gain) is the one reported
+
+
 def test_a_too_small_check_noise_is_capped_by_the_residual() -> None:
     """The cap: no noise variance is larger than E[(x - mu)^2 | mu]."""
     _, noisy, prior, _, noise_var = _scene("gaussian", 2)
@@ -132,8 +157,9 @@ def test_combine_auto_returns_exactly_prior_or_posterior() -> None:
         mean, _ = combine(noisy[None], est, blind=True, blind_radius=0, posterior=choice,
                           noise=noise, info=info)
         outputs[choice] = mean
+        margin = CHOICE_MARGIN * info.get("score_error", 0.0)
         assert info["posterior"] is (choice is True or (choice == "auto"
-                                                         and info["score_posterior"]
+                                                         and info["score_posterior"] + margin
                                                          < info["score_prior"]))
     chosen = True if np.array_equal(outputs["auto"], outputs[True]) else False
     assert np.array_equal(outputs["auto"], outputs[chosen])

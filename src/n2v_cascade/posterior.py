@@ -10,7 +10,7 @@ the posterior is not valid (noise correlated beyond the blind spot) is decided h
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,9 @@ NOISE_SOURCES = ("stored", "image", "bootstrap")
 
 #: ``posterior`` choices of :func:`combine`: always, never, or per image by PG-URE.
 POSTERIOR_CHOICES = (True, False, "auto")
+
+#: Standard errors by which the posterior's estimated gain must exceed zero to be chosen.
+CHOICE_MARGIN = 2.0
 
 
 def posterior_mean(
@@ -199,9 +202,9 @@ def combine(samples: np.ndarray, est: dict[str, np.ndarray], *, blind: bool, bli
     if posterior == "auto":
         posterior = blind and not correlated_beyond(samples, blind_radius, warn=False)
         if posterior:
-            check = noise_variance(est["mean"], check_noise if check_noise is not None
-                                   else noise)
-            posterior = choose_posterior(samples, est["mean"], var, noise_var, check, info)
+            model = check_noise if check_noise is not None else noise
+            checks = [noise_variance(samples, model), noise_variance(est["mean"], model)]
+            posterior = choose_posterior(samples, est["mean"], var, noise_var, checks, info)
     elif posterior and correlated_beyond(samples, blind_radius):
         posterior = False
     if info is not None:
@@ -217,27 +220,32 @@ def combine(samples: np.ndarray, est: dict[str, np.ndarray], *, blind: bool, bli
 
 
 def choose_posterior(samples: np.ndarray, prior_mean: np.ndarray, noisy_var: np.ndarray,
-                     noise_var: np.ndarray, check_var: np.ndarray, info: dict | None = None
-                     ) -> bool:
+                     noise_var: np.ndarray, check_var: np.ndarray | Sequence[np.ndarray],
+                     info: dict | None = None) -> bool:
     """True when the posterior (computed with ``noise_var``) is estimated to beat the
-    prior on this image.
+    prior on this image by more than ``CHOICE_MARGIN`` standard errors.
 
-    The estimate is :func:`posterior_gain` with ``check_var``, the noise variance at
-    each pixel's prior mean (the prior never saw the pixel, so the clean value averages
-    to it), capped by the residual variance at each brightness
-    (:func:`binned_residual_variance`), which no noise can exceed. ``info`` receives
-    ``score_prior`` and ``score_posterior``: ground-truth-free scores on the scale of
-    :mod:`n2v_cascade.gtfree` (true MSE plus the mean noise variance) and the standard
-    error of their difference.
+    The estimate is :func:`posterior_gain` with ``check_var``, the noise variance at each
+    pixel, capped by the residual variance at each brightness
+    (:func:`binned_residual_variance`), which no noise can exceed. Given several
+    readings (``combine`` passes the noise at the observed value and at the prior
+    mean), the least favourable to the posterior decides: at the observed value the
+    reading is unbiased for Poisson-Gaussian noise, but the cap trims it low where a few
+    photons make the value jump; at the prior mean it is smooth, but biased where the
+    prior is. ``info`` receives ``score_prior`` and ``score_posterior``:
+    ground-truth-free scores on the scale of :mod:`n2v_cascade.gtfree` (true MSE plus
+    the mean noise variance) and the standard error of their difference.
     """
     weight = posterior_weight(noisy_var, noise_var)
-    check = np.minimum(check_var, binned_residual_variance(samples, prior_mean))
-    gain, error = posterior_gain(samples, prior_mean, weight, check)
+    cap = binned_residual_variance(samples, prior_mean)
+    readings = [check_var] if isinstance(check_var, np.ndarray) else list(check_var)
+    gain, error = max(posterior_gain(samples, prior_mean, weight, np.minimum(c, cap))
+                      for c in readings)
     prior_score = float(np.mean((np.asarray(samples, np.float64) - prior_mean) ** 2))
     if info is not None:
         info.update(score_prior=prior_score, score_posterior=prior_score + gain,
                     score_error=error)
-    return gain < 0
+    return gain + CHOICE_MARGIN * error < 0
 
 
 #: Side of the neighbourhood over which the residual's spread is measured.
