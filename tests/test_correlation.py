@@ -120,3 +120,19 @@ def test_posterior_falls_back_to_the_prior_on_correlated_noise() -> None:
     with pytest.warns(UserWarning, match="correlated.*beyond the model's blind spot"):
         post = model.denoise(corr, posterior=True)
     np.testing.assert_array_equal(post, model.denoise(corr))
+
+
+def test_a_wide_auto_square_widens_the_grid_and_a_given_one_is_refused() -> None:
+    """Noise correlated over 2 pixels gets a 5x5 square; around the structured grid of
+    stride 4 that would hide every input pixel, so auto widens the grid to stride 6, and
+    the same square given by hand is refused in one line."""
+    rng = np.random.default_rng(4)
+    taps = rng.normal(0, 1, (128, 131))
+    noise = sum(taps[:, k:k + 128] for k in range(4)) / 2.0  # correlation 0.75, 0.5, 0.25
+    noisy = (_smooth() + 10 * noise).astype(np.float32)
+    assert suggest_blind_radius([noisy])[0] == 2
+    model = train(noisy, tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+    assert model.config.variant == "structured" and model.config.mask.pattern == "grid"
+    assert model.config.mask.struct == "box:5" and model.config.mask.stride == 6
+    with pytest.raises(InputError, match="hides every input pixel.*--mask-stride"):
+        tiny_config(mask={"struct": "box:5", "stride": 4})

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from n2v_cascade.errors import InputError
 from n2v_cascade.masking import (
+    _dilate,
     apply_masking,
+    grid_hides_everything,
     grid_mask,
     hide_struct,
     line_kernel,
@@ -361,3 +363,15 @@ def test_neighbour_on_axes_shorter_than_the_radius_never_copies_itself(shape) ->
     target = np.stack(np.unravel_index(np.arange(x.numel()), shape), axis=1)
     assert (source != target).any(axis=1).all()  # never its own value
     assert (np.abs(source - target) <= 2).all()  # a neighbour within the radius
+
+
+@pytest.mark.parametrize("spec,stride", [("box:3", 4), ("box:5", 4), ("box:5", 6),
+                                         ("box:3", 3), ("horizontal:5", 4), ("box:7", 4)])
+def test_grid_hides_everything_matches_the_hidden_pixels(spec: str, stride: int) -> None:
+    """The exact answer: dilate a real grid mask by the kernel and look (away from the
+    borders, where lattice points outside the patch are missing)."""
+    mask = grid_mask((3, 1, 24, 24), stride, torch.Generator().manual_seed(0))
+    hidden = _dilate(mask, line_kernel(spec))
+    assert grid_hides_everything(stride, line_kernel(spec), 2) is bool(hidden[..., 6:-6, 6:-6].all())
+    # a YX kernel never hides whole 3-D stacks: the grid also skips planes along Z
+    assert not grid_hides_everything(stride, line_kernel(spec), 3)

@@ -328,6 +328,19 @@ def validate_kernel(kernel: np.ndarray, source: str, *, ndim: int | None = None)
     return array
 
 
+def grid_hides_everything(stride: int, kernel: np.ndarray, ndim: int) -> bool:
+    """True when ``kernel`` around every pixel of a :func:`grid_mask` lattice of ``stride``
+    covers the whole ``ndim``-D input (the network would see only random values).
+
+    The lattice repeats every ``stride`` pixels, so it is enough that the kernel's
+    offsets reach every residue modulo ``stride`` along every axis.
+    """
+    kernel = np.asarray(kernel, bool)
+    kernel = kernel.reshape((1,) * (ndim - kernel.ndim) + kernel.shape)
+    offsets = np.argwhere(kernel) - np.array(kernel.shape) // 2
+    return len({tuple(o) for o in (offsets % stride)}) == stride ** ndim
+
+
 def _dilate(mask: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
     """Pixels covered by ``kernel`` centred on any True pixel of ``mask`` (B, 1, *spatial)."""
     ndim = mask.ndim - 2

@@ -21,7 +21,14 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..masking import apply_masking, grid_mask, line_kernel, random_mask, validate_kernel
+from ..masking import (
+    apply_masking,
+    grid_hides_everything,
+    grid_mask,
+    line_kernel,
+    random_mask,
+    validate_kernel,
+)
 from ..models import BlindSpotNet, UNet
 
 if TYPE_CHECKING:  # methods read a config; they never build or validate one
@@ -93,9 +100,16 @@ class Method:
     def validate(cls, config: TrainConfig) -> None:
         """Refuse settings this method cannot use (``ValueError`` naming the field)."""
         try:
-            struct_kernel(config)
+            kernel = struct_kernel(config)
         except ValueError as exc:
             raise ValueError(f"mask.struct: {exc}") from None
+        ndim = config.dims if isinstance(config.dims, int) else 3
+        if (cls.masks_pixels and kernel is not None and config.mask.pattern == "grid"
+                and grid_hides_everything(config.mask.stride, kernel, ndim)):
+            raise ValueError(
+                f"mask.struct: {config.mask.struct or 'the struct kernel'} around a grid of "
+                f"stride {config.mask.stride} hides every input pixel; use mask.stride "
+                f"(--mask-stride) {max(kernel.shape) + 1} or more")
         given = config.mask.struct is not None and not config.mask.struct_auto
         if not cls.masks_pixels and (given or config.mask.struct_kernel is not None):
             raise ValueError(f"mask.struct: {cls.name!r} masks no pixels; for correlated "
@@ -135,9 +149,14 @@ class Method:
             struct = f"box:{side}" if radius and self.masked and self.masks_pixels else None
             changes["mask"] = {"struct": struct or "none"}
             if struct:
-                return changes, (f"hiding the {side}x{side} square around each masked pixel "
-                                 f"(noise correlation up to {corr[:, 0].max():.2f} between "
-                                 f"neighbours)")
+                wider = ""
+                if self.config.mask.pattern == "grid" and self.config.mask.stride <= side:
+                    # squares as wide as the grid's spacing would hide every input pixel
+                    changes["mask"]["stride"] = side + 1
+                    wider = f", grid stride {side + 1}"
+                return changes, (f"hiding the {side}x{side} square around each masked pixel"
+                                 f"{wider} (noise correlation up to {corr[:, 0].max():.2f} "
+                                 f"between neighbours)")
         if self.blind and radius_now == "auto":
             note = (f"blind-spot radius {radius} (noise correlation up to "
                     f"{corr[:, 0].max():.2f} between neighbours)")
