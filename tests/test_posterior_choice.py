@@ -94,8 +94,9 @@ def _photon_starved(seed: int):
 @pytest.mark.parametrize("factor", [1.0, 0.7])
 def test_photon_starved_noise_is_not_read_low(factor: float) -> None:
     """With a few photons per pixel the noise at the observed value jumps between 0 and
-    many times its mean; the check reads it at the prior mean, so the estimated change
-    follows the true one (a posterior built on 0.7x the noise hurts and is refused)."""
+    many times its mean, and a cap per pixel trims it low; the reading at the prior mean
+    does not, and the less favourable reading decides, so the estimated change follows
+    the true one (a posterior built on 0.7x the noise hurts and is refused)."""
     for seed in range(2):
         clean, noisy, est, noise = _photon_starved(seed)
         used = {**noise, "a": factor * noise["a"]}

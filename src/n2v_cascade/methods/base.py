@@ -103,9 +103,8 @@ class Method:
             kernel = struct_kernel(config)
         except ValueError as exc:
             raise ValueError(f"mask.struct: {exc}") from None
-        ndim = config.dims if isinstance(config.dims, int) else 3
         if (cls.masks_pixels and kernel is not None and config.mask.pattern == "grid"
-                and grid_hides_everything(config.mask.stride, kernel, ndim)):
+                and grid_hides_everything(config.mask.stride, kernel, kernel_dims(config))):
             raise ValueError(
                 f"mask.struct: {config.mask.struct or 'the struct kernel'} around a grid of "
                 f"stride {config.mask.stride} hides every input pixel; use mask.stride "
@@ -256,10 +255,16 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def kernel_dims(config: TrainConfig) -> int:
+    """The spatial axes a struct kernel acts in: ``dims``, or 3 while it is ``auto``
+    (training resolves it first; until then a 3-D kernel is allowed)."""
+    return config.dims if isinstance(config.dims, int) else 3
+
+
 def struct_kernel(config: TrainConfig) -> np.ndarray | None:
     """The structN2V kernel of a config: a line or box spec, a user kernel, or None (also
     for ``auto`` before training resolves it; a 3-D kernel needs ``dims: 3``)."""
-    ndim = config.dims if isinstance(config.dims, int) else 3
+    ndim = kernel_dims(config)
     kernel = None
     if config.mask.struct is not None and not config.mask.struct_auto:
         kernel = line_kernel(config.mask.struct)
