@@ -10,7 +10,9 @@ import pytest
 from conftest import tiny_config
 from n2v_cascade.correlation import (
     CORRELATED,
+    REACH_CORRELATED,
     estimate_noise_correlation,
+    estimate_noise_reach,
     suggest_blind_radius,
 )
 from n2v_cascade.errors import InputError
@@ -44,6 +46,37 @@ def test_correlated_noise_is_found_along_its_axis(axis: int) -> None:
     assert corr[0, axis] > 0.35  # true 0.5, minus the box filter's bias
     # the box high-pass biases the other entries slightly negative; none looks correlated
     assert abs(corr[0, 1 - axis]) < 0.15 and np.all(corr[1] < CORRELATED)
+
+
+def _tapered_noise(shape, rng) -> np.ndarray:
+    """Unit-variance noise blurred along X by taps (0.5, 1, 0.5): correlation 0.67 at one
+    pixel and 0.17 at two, the profile of the FMD wide-field frames' noise."""
+    t = rng.normal(0, 1, (shape[0], shape[1] + 2))
+    return (0.5 * t[:, :-2] + t[:, 1:-1] + 0.5 * t[:, 2:]) / np.sqrt(1.5)
+
+
+def test_a_correlation_over_two_pixels_hides_two() -> None:
+    """The box high-pass reads the 0.17 at lag 2 as uncorrelated; the detrended reach
+    finds it, so the suggested radius is 2 (it was 1); lag 3 (no correlation) stays out."""
+    rng = np.random.default_rng(5)
+    noisy = _smooth((256, 256)) + 10 * _tapered_noise((256, 256), rng)
+    assert estimate_noise_correlation(noisy, 2)[1, 1] < CORRELATED
+    reach = estimate_noise_reach(noisy, 3)
+    assert reach[0, 1] > 0.5 and reach[1, 1] > REACH_CORRELATED
+    assert abs(reach[2, 1]) < 0.05 and np.all(np.abs(reach[:, 0]) < 0.05)
+    assert suggest_blind_radius([noisy])[0] == 2
+    assert suggest_blind_radius([noisy], max_radius=3)[0] == 2
+
+
+def test_the_reach_neither_starts_nor_extends_a_correlation_alone() -> None:
+    """White noise reads about 0 at every lag, and noise correlated only between
+    neighbours keeps radius 1: the reach only extends a lag-1 correlation."""
+    rng = np.random.default_rng(6)
+    white = _smooth((256, 256)) + rng.normal(0, 10, (256, 256))
+    assert np.all(np.abs(estimate_noise_reach(white, 3)) < 0.05)
+    assert suggest_blind_radius([white])[0] == 0
+    pair = _smooth((256, 256)) + 10 * _correlated_noise((256, 256), rng, 1)
+    assert suggest_blind_radius([pair], max_radius=3)[0] == 1
 
 
 def test_suggested_radius_follows_the_share_of_correlated_pixels() -> None:
