@@ -136,8 +136,9 @@ def suggest_blind_radius(slices: Sequence[np.ndarray], max_radius: int = 2,
     Returns
     -------
     (radius, correlations)
-        ``correlations`` has shape ``(len(slices), max_radius, 2)``; slices smaller than
-        32 x 32 count as uncorrelated.
+        ``correlations`` (the lag estimate, not the reach) has shape ``(len(slices),
+        max_radius, 2)``; slices smaller than 32 x 32 count as uncorrelated, and smaller
+        than 64 x 64 as reaching no further.
     """
     corr = np.array([estimate_noise_correlation(s, max_radius) if min(s.shape) >= 2 * _BLOCK
                      else np.zeros((max_radius, 2)) for s in slices])
