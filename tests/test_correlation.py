@@ -169,3 +169,17 @@ def test_a_wide_auto_square_widens_the_grid_and_a_given_one_is_refused() -> None
     assert model.config.mask.struct == "box:5" and model.config.mask.stride == 6
     with pytest.raises(InputError, match="hides every input pixel.*--mask-stride"):
         tiny_config(mask={"struct": "box:5", "stride": 4})
+
+
+def test_a_wide_auto_square_keeps_a_3d_grid() -> None:
+    """In 3-D the YX square leaves the grid's other planes visible, so ``auto`` keeps the
+    stride that it widens in 2-D."""
+    from n2v_cascade.methods import get_method
+
+    rng = np.random.default_rng(7)
+    taps = rng.normal(0, 1, (128, 131))
+    noisy = (_smooth() + 2.5 * sum(taps[:, k:k + 128] for k in range(4))).astype(np.float32)
+    for dims, stride in ((2, 6), (3, 4)):
+        changes, _ = get_method(tiny_config(dims=dims)).settings_for_data([noisy], ["a"])
+        assert changes["mask"]["struct"] == "box:5"
+        assert changes["mask"].get("stride", 4) == stride

@@ -149,8 +149,10 @@ class Method:
             changes["mask"] = {"struct": struct or "none"}
             if struct:
                 wider = ""
-                if self.config.mask.pattern == "grid" and self.config.mask.stride <= side:
+                if self.config.mask.pattern == "grid" and grid_hides_everything(
+                        self.config.mask.stride, line_kernel(struct), kernel_dims(self.config)):
                     # squares as wide as the grid's spacing would hide every input pixel
+                    # (in 2-D; a YX square leaves the other planes of a 3-D grid visible)
                     changes["mask"]["stride"] = side + 1
                     wider = f", grid stride {side + 1}"
                 return changes, (f"hiding the {side}x{side} square around each masked pixel"
