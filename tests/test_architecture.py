@@ -26,7 +26,8 @@ LAYERS = [
      "chunked", "chunked_run"},
     {"stages", "cascade", "cascade_data"},
     {"reproduce", "demo"},
-    {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "napari", "__init__",
+    {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "cli_config", "napari",
+     "__init__",
      "__main__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
