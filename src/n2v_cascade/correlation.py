@@ -62,10 +62,10 @@ def estimate_noise_reach(image: np.ndarray, max_lag: int = 2) -> np.ndarray:
     """Correlation of the noise at lags ``1..max_lag`` with only a smooth trend removed.
 
     Each 32 x 32 block loses its least-squares quadratic surface instead of a 5 x 5 box
-    mean, so a correlation over several pixels survives (on the FMD wide-field frames it
-    reads 0.11-0.18 at lag 2, where the box high-pass reads -0.06 and the noise's own,
-    against the 50-frame average, is 0.09-0.25). Textured images read high here, so it
-    only extends a correlation that :func:`estimate_noise_correlation` found.
+    mean, so a correlation over several pixels survives, which the box high-pass mostly
+    removes (the measurements are in ``docs/DECISIONS.md``). Texture left by the
+    quadratic reads as correlation too, so it only extends a correlation that
+    :func:`estimate_noise_correlation` found.
 
     Returns
     -------
