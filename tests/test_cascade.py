@@ -155,8 +155,8 @@ def _scripted(monkeypatch, scores: list[float]) -> None:
     real = SelfSupervisedError.evaluate
     it = iter(scores)
 
-    def fake(self, fn):
-        return next(it), real(self, fn)[1]
+    def fake(self, fn, from_noisy=False):
+        return next(it), real(self, fn, from_noisy)[1]
 
     monkeypatch.setattr(SelfSupervisedError, "evaluate", fake)
 

@@ -79,7 +79,8 @@ def _scripted(monkeypatch, scores: list[GTFreeScore]) -> None:
     """Stage k gets ``scores[k]`` (the chain's outputs are still computed for real)."""
     it = iter(scores)
     monkeypatch.setattr(SelfSupervisedError, "evaluate",
-                        lambda self, fn: (next(it), _EVALUATE(self, fn)[1]))
+                        lambda self, fn, from_noisy=False: (next(it),
+                                                            _EVALUATE(self, fn, from_noisy)[1]))
 
 
 def _cascade(**kw) -> Cascade:
@@ -127,3 +128,16 @@ def test_auto_mode_stops_at_an_indistinguishable_stage(noisy_pair, monkeypatch) 
     assert len(m["stages"]) == 2 and [e["stage"] for e in m["rejected"]] == [3]
     assert m["auto"]["stopped"].startswith("GT-free score of stage 3 is indistinguishable from "
                                            "stage 2's (difference -")
+
+
+def test_a_stage_of_the_noisy_images_is_scored_from_the_masked_noisy_images() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.normal(100, 10, size=(64, 64)).astype(np.float32)]
+    tracker = SelfSupervisedError(images)
+    smooth = lambda x: ndimage.uniform_filter(x, 3)  # noqa: E731
+    alone = tracker.evaluate(smooth)[0]
+    tracker.commit(tracker.evaluate(lambda x: x + 50)[1])  # a chain far off
+    chained = tracker.evaluate(smooth)[0]
+    from_noisy = tracker.evaluate(smooth, from_noisy=True)[0]
+    assert float(from_noisy) == pytest.approx(float(alone))
+    assert chained > from_noisy + 1000

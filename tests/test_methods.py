@@ -37,7 +37,8 @@ def _config(key: str, **kw):
 
 def test_registry_has_every_builtin_method_in_listing_order() -> None:
     assert list(REGISTRY) == ["n2v", "n2v2", "structured", "blindspot", "probabilistic",
-                              "probabilistic-blindspot", "neighbor2neighbor", "recorrupted"]
+                              "probabilistic-blindspot", "neighbor2neighbor", "recorrupted",
+                              "renoise"]
     for cls in REGISTRY.values():
         assert cls.label and cls.short_label and cls.summary and cls.citation, cls.name
 

@@ -37,6 +37,7 @@ from .gtfree import (
     gt_free_errors,
     rank,
 )
+from .methods import method_class
 from .metrics import default_data_range, evaluate
 from .model import Model
 from .safe_write import atomic_write_text, check_output_folder
@@ -221,7 +222,8 @@ class Cascade:
         current = prepared.arrays
         steps = []
         for model in self.models[:stages]:
-            current, _ = stage_outputs(model, current, self.posterior, prepared.axes)
+            source = prepared.arrays if model.method.needs_noisy else current
+            current, _ = stage_outputs(model, source, self.posterior, prepared.axes)
             steps.append([prepared.to_image(i, a) for i, a in enumerate(current)])
         steps = [s[0] if single else s for s in steps]
         return steps if return_all else steps[-1]
@@ -263,6 +265,12 @@ class Cascade:
         if training:  # fail before any work, naming the file (stages train on arrays)
             patch = max(self.config(k, s).patch_size for k in range(len(self.specs))
                         for s in (self.specs if self.auto else [self.specs[k]]))
+            first = self.specs if self.auto else self.specs[:1]
+            for spec in first:
+                cfg = self.config(0, spec)
+                if method_class(cfg.variant).needs_noisy:
+                    raise InputError(f"stage 1: method {cfg.variant!r} learns from an earlier "
+                                     f"stage's output; put another method before it")
             for name, arr in named:
                 if min(arr.shape[-2:]) < patch:
                     raise InputError(f"{name}: image {arr.shape[-2]}x{arr.shape[-1]} is smaller "
@@ -309,9 +317,10 @@ class Cascade:
                 res = run_stage(current, cfg, out / sdir if out else None, names, model=given,
                                 posterior=self.posterior, resume=resume, overwrite=overwrite,
                                 progress=progress, reuse_outputs=reuse, retrain=k > 0,
-                                images=prepared, device=self.device)
+                                images=prepared, device=self.device, noisy=inputs)
                 where = self.model_paths[k] if given else (f"{sdir}/model" if out else None)
-                gt, states = tracker.evaluate(estimate_fn(res.model, prepared.axes))
+                gt, states = tracker.evaluate(estimate_fn(res.model, prepared.axes),
+                                              from_noisy=res.model.method.needs_noisy)
                 entry = self._entry(k, sdir, where, parent, res, gt, refs, data_range, names)
                 tried.append((gt, states, res, entry))
                 if progress:

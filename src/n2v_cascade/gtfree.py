@@ -129,6 +129,7 @@ class SelfSupervisedError:
             pairs = [self._mask(im, divmod(int(phase), opts.stride), gen) for im in self.images]
             self.states.append([p[0] for p in pairs])
             self.hidden.append([p[1] for p in pairs])
+        self.masked = self.states  # the masked noisy images, the chain's start
         # the block of every hidden pixel, numbered across images (the same for every stage)
         grids, self.n_blocks = [], 0
         for im in self.images:
@@ -147,9 +148,13 @@ class SelfSupervisedError:
         masked = replace_random_neighbour(x, mask, self.options.radius, gen)
         return masked.numpy().reshape(image.shape), mask.numpy().reshape(image.shape)
 
-    def evaluate(self, fn: Denoiser) -> tuple[GTFreeScore, list[list[np.ndarray]]]:
-        """Score of ``fn`` applied after the committed chain, and the new masked outputs."""
-        new = [[np.asarray(fn(x), np.float32) for x in row] for row in self.states]
+    def evaluate(self, fn: Denoiser, from_noisy: bool = False
+                 ) -> tuple[GTFreeScore, list[list[np.ndarray]]]:
+        """Score of ``fn`` applied after the committed chain (with ``from_noisy``: to the
+        masked noisy images, as a stage that denoises the cascade's input), and the new
+        masked outputs."""
+        start = self.masked if from_noisy else self.states
+        new = [[np.asarray(fn(x), np.float32) for x in row] for row in start]
         sums = np.zeros(self.n_blocks)
         for outs, hidden, blocks in zip(new, self.hidden, self.blocks, strict=True):
             for out, img, hid, ids in zip(outs, self.images, hidden, blocks, strict=True):

@@ -154,7 +154,8 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
               names: Sequence[str], *, model: Model | None = None, posterior: bool = False,
               resume: bool = False, overwrite: bool = False, progress: bool = True,
               reuse_outputs: bool = False, retrain: bool = False,
-              images: CascadeImages | None = None, device: str | None = None) -> StageResult:
+              images: CascadeImages | None = None, device: str | None = None,
+              noisy: Sequence[np.ndarray] | None = None) -> StageResult:
     """Train one stage (unless ``model`` is given), denoise its input, write the TIFFs.
 
     ``stage_dir/model`` is the model folder; ``stage_dir/<name>.tif`` the outputs and
@@ -165,7 +166,8 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     on a denoised input) silences the correlated-noise warning. ``images`` (the cascade's
     inputs) gives the arrays' axes and writes each result with its input's axes and
     metadata; without it the arrays are YX images or SYX stacks. ``device``: where to
-    train and predict (None/``auto``: the best available).
+    train and predict (None/``auto``: the best available). ``noisy``: the cascade's
+    noisy input, which a ``needs_noisy`` method trains beside ``inputs`` and denoises.
     """
     axes = images.axes if images is not None else None
     t0 = time.perf_counter()
@@ -180,10 +182,10 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
         again = resume and model_dir is not None and (model_dir / CHECKPOINT).is_file()
         with warnings.catch_warnings():
             if retrain:  # a denoised input's leftover noise is correlated by construction
-                warnings.filterwarnings("ignore", "noise looks spatially correlated")
+                warnings.filterwarnings("ignore", ".*the noise looks spatially correlated")
             model = train(list(inputs), config, axes=axes, output_dir=model_dir,
                           resume=again, overwrite=overwrite or resume, progress=progress,
-                          device=device)
+                          device=device, noisy=None if noisy is None else list(noisy))
     paths = [stage_dir / f"{n}.tif" for n in names] if stage_dir else []
     std_paths = [p.with_name(f"{p.stem}_std.tif") for p in paths
                  if model.method.predicts_variance and model.config.n_channels == 1]
@@ -191,7 +193,8 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
         outs = [_read(p, i, images) for i, p in enumerate(paths)]
         stds = [_read(p, i, images) for i, p in enumerate(std_paths)] or None
     else:
-        outs, stds = stage_outputs(model, inputs, posterior, axes)
+        source = noisy if model.method.needs_noisy and noisy is not None else inputs
+        outs, stds = stage_outputs(model, source, posterior, axes)
         for i, (path, img) in enumerate(zip(paths + std_paths,
                                             outs + (stds or []) if paths else [],
                                             strict=True)):

@@ -47,7 +47,7 @@ from .runtime import (
     resolve_device,
 )
 from .schedule import clock_fraction, lr_factor, progress_sources
-from .training_data import in_memory_data, validation_patches
+from .training_data import in_memory_data, noisy_samples, validation_patches
 
 
 class TrainingInterrupted(N2VError):
@@ -89,6 +89,7 @@ def train(
     time_limit: float | None = None,
     callbacks: Sequence[Callback] = (),
     lazy: bool = False,
+    noisy: object = None,
 ) -> Model:
     """Train a denoiser on noisy images and return the trained :class:`Model`.
 
@@ -118,6 +119,10 @@ def train(
         Read TIFF files (and zarr stores) block by block instead of whole: training draws
         its patches from a few random blocks of storage chunks at a time (the rule is in
         :mod:`n2v_cascade.lazy_data`).
+    noisy
+        The noisy images behind ``images`` when those are an earlier denoiser's output
+        (one per image, same shapes): methods with ``needs_noisy`` (``renoise``) fit
+        their noise model from both; other methods ignore it.
 
     Started by ``torchrun`` or ``n2v-cascade train --processes N`` (or in a process group
     already set up), every process calls this and they train one model together; only
@@ -139,6 +144,16 @@ def train(
     data = (lazy_training_data if lazy else in_memory_data)(config, inputs, progress)
     config, sampler, patch = data.config, data.sampler, data.patch
     method = get_method(config)
+    if method.needs_noisy:
+        if noisy is None or lazy:
+            raise InputError(f"method {method.name!r} learns from an earlier stage's output "
+                             f"beside the noisy images: use it as a later cascade stage "
+                             f"(e.g. --stages structured,{method.name})")
+        text = method.fit_noise(
+            [data.normalizer.apply(s) for s in data.raw],
+            noisy_samples(data, load_inputs(noisy, axes, config.dims)), data.patch)
+        if text and progress:
+            note(text)
     steps = config.steps_per_epoch or default_steps_per_epoch(
         sampler.n_pixels, patch, config.batch_size)
     noise = (estimate_noise_model(data.raw, config.noise_model, data.names)

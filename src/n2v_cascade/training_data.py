@@ -61,6 +61,20 @@ def in_memory_data(config: TrainConfig, inputs: Sequence[Input], progress: bool
     return TrainingData(config, raw, names, normalizer, patch, sampler, split.val, raw)
 
 
+def noisy_samples(data: TrainingData, noisy: Sequence[Input]) -> list[np.ndarray]:
+    """The normalised samples of ``noisy`` (the images before an earlier denoiser), one
+    per training sample and of its shape, for a method that reads both."""
+    raw, names = training_samples(noisy, data.config)
+    if len(raw) != len(data.raw):
+        raise InputError(f"noisy images: {len(raw)} sample(s) for {len(data.raw)} training "
+                         f"sample(s); give one noisy image per training image")
+    for sample, given, name in zip(data.raw, raw, names, strict=True):
+        if sample.shape != given.shape:
+            raise InputError(f"{name}: noisy image of shape {given.shape} beside a training "
+                             f"sample of shape {sample.shape}; they must match")
+    return [data.normalizer.apply(s) for s in raw]
+
+
 def resolve_dims(config: TrainConfig, images: Sequence[tuple[tuple[int, ...], str | None]]
                  ) -> TrainConfig:
     """Replace ``dims: auto`` by 2 or 3 (3 when every image has enough Z slices);

@@ -72,6 +72,9 @@ class Method:
     # True: the estimate at a pixel is learned without that pixel's value (masked or
     # blind-spot training), so denoising may return a share of it (n2v_cascade.blend)
     hides_pixel: ClassVar[bool] = True
+    # True: a later cascade stage; it trains on the previous stage's output, reads the
+    # noisy images beside it (fit_noise) and denoises the noisy images, not that output
+    needs_noisy: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -177,6 +180,12 @@ class Method:
                 f"{corr[worst, lag, 0]:.2f} along Y, {corr[worst, lag, 1]:.2f} along X between "
                 f"pixels {lag + 1} apart); {advice}", UserWarning, stacklevel=4)
         return changes, None
+
+    def fit_noise(self, clean: Sequence[np.ndarray], noisy: Sequence[np.ndarray],
+                  patch: tuple[int, ...]) -> str | None:
+        """Fit what a ``needs_noisy`` method learns from the noisy images beside its
+        (normalised) training samples ``clean``; return a line saying what it found."""
+        return None
 
     # -- network ---------------------------------------------------------------
     def build_network(self) -> nn.Module:
