@@ -15,8 +15,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "n2v_cascade"
 LAYERS = [
     {"errors"},
     {"augment", "axes", "runtime", "io", "normalize", "metrics", "correlation", "noise", "progress",
-     "masking", "figures", "formats", "extras", "imagefile", "imagefile_meta", "imagefile_write",
-     "imagefile_bioio", "inputs", "launch", "distributed", "omezarr", "safe_write", "schedule"},
+     "kernels", "masking", "figures", "formats", "extras", "imagefile", "imagefile_meta",
+     "imagefile_write", "imagefile_bioio", "inputs", "launch", "distributed", "omezarr",
+     "safe_write", "schedule"},
     {"models"},
     {"methods"},
     {"config"},

@@ -306,3 +306,32 @@ def test_random_streams_on_resume_follow_the_process_count() -> None:
     assert torch.equal(fresh.get_state(),
                        torch.Generator().manual_seed(derived_seed(5, 0, 0)).get_state())
     assert derived_seed(5, 0, 0) != derived_seed(5, 1, 0) != derived_seed(5, 0, 40)
+
+
+class _Ended:
+    """A finished process as ``launch`` sees it: ``poll`` gives its exit code."""
+
+    def __init__(self, returncode: int) -> None:
+        self.returncode = returncode
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+def test_a_kill_seen_with_the_abort_it_caused_is_what_is_reported(capsys) -> None:
+    # a peer that loses a killed process can abort in the same instant: the kill stopped
+    # the run, so its signal and exit code are reported, whichever rank it hit
+    for codes, rank in (([-signal.SIGABRT, -signal.SIGKILL], 1),
+                        ([-signal.SIGKILL, -signal.SIGABRT], 0)):
+        procs = [_Ended(c) for c in codes]
+        ended, order = launch_mod._watch(procs, 5.0, None)
+        assert launch_mod._report(procs, [None, None], ended, order) == 128 + signal.SIGKILL
+        assert f"training process {rank} was killed (SIGKILL)" in capsys.readouterr().err
+    procs = [_Ended(0), _Ended(-signal.SIGSEGV)]  # alone, a process's own signal is a crash
+    ended, order = launch_mod._watch(procs, 5.0, None)
+    assert launch_mod._report(procs, [None, None], ended, order) == 128 + signal.SIGSEGV
+    assert "training process 1 crashed (SIGSEGV)" in capsys.readouterr().err
+    procs = [_Ended(2), _Ended(0)]  # rank 0 refused the input: its own message stands
+    ended, order = launch_mod._watch(procs, 5.0, None)
+    assert launch_mod._report(procs, [None, None], ended, order) == 2
+    assert capsys.readouterr().err == ""

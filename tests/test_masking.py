@@ -12,17 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from n2v_cascade.errors import InputError
+from n2v_cascade.kernels import dilate, grid_hides_everything, line_kernel, validate_kernel
 from n2v_cascade.masking import (
-    _dilate,
     apply_masking,
-    grid_hides_everything,
     grid_mask,
     hide_struct,
-    line_kernel,
     random_mask,
     replace_median,
     replace_random_neighbour,
-    validate_kernel,
 )
 
 
@@ -371,7 +368,7 @@ def test_grid_hides_everything_matches_the_hidden_pixels(spec: str, stride: int)
     """The exact answer: dilate a real grid mask by the kernel and look (away from the
     borders, where lattice points outside the patch are missing)."""
     mask = grid_mask((3, 1, 24, 24), stride, torch.Generator().manual_seed(0))
-    hidden = _dilate(mask, line_kernel(spec))[..., 6:-6, 6:-6]
+    hidden = dilate(mask, line_kernel(spec))[..., 6:-6, 6:-6]
     assert grid_hides_everything(stride, line_kernel(spec), 2) is bool(hidden.all())
     # a YX kernel never hides whole 3-D stacks: the grid also skips planes along Z
     assert not grid_hides_everything(stride, line_kernel(spec), 3)

@@ -100,7 +100,7 @@ def load_mask_file(path: Path) -> list[list[bool]]:
     """``--mask-file``: a boolean structN2V kernel from a ``.npy`` file, checked."""
     import numpy as np
 
-    from .masking import validate_kernel
+    from .kernels import validate_kernel
 
     try:
         arr = np.load(path, allow_pickle=False)

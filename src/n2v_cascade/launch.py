@@ -127,29 +127,39 @@ def launch(args: Sequence[str], processes: int, *, grace: float = GRACE_S,
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        ended = _watch(procs, grace, None if timeout is None else time.monotonic() + timeout)
+        ended, order = _watch(procs, grace,
+                              None if timeout is None else time.monotonic() + timeout)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     try:
-        return _report(procs, logs, ended)
+        return _report(procs, logs, ended, order)
     finally:
         for log in logs[1:]:
             log.close()
 
 
-def _watch(procs: list[subprocess.Popen], grace: float, deadline: float | None) -> set[int]:
+def _watch(procs: list[subprocess.Popen], grace: float,
+           deadline: float | None) -> tuple[set[int], list[int]]:
     """Wait for every process; once one fails, end the rest (after ``grace`` seconds:
     SIGTERM, 5 s later SIGKILL), and all of them at the ``deadline``. Returns the ranks
-    this launcher had to end (-1 in it: the deadline was reached)."""
+    this launcher had to end (-1 in it: the deadline was reached) and the failed ranks in
+    the order their failures were seen (the first is what stopped the run)."""
     failed_at: float | None = None
     ended: set[int] = set()
-    while any(p.poll() is None for p in procs):
+    order: list[int] = []
+    while True:
+        running = any(p.poll() is None for p in procs)
+        seen = [r for r, p in enumerate(procs) if p.returncode not in (None, 0)
+                and r not in order]
+        order.extend(sorted(seen, key=lambda r: _self_inflicted(procs[r].returncode)))
+        if not running:
+            return ended, order
         now = time.monotonic()
         if deadline is not None and now > deadline and -1 not in ended:
             ended.add(-1)
             failed_at = now - grace
-        if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
+        if failed_at is None and order:
             failed_at = now
         elif failed_at is not None and now - failed_at > grace:
             for rank, p in enumerate(procs):
@@ -159,30 +169,38 @@ def _watch(procs: list[subprocess.Popen], grace: float, deadline: float | None) 
                     ended.add(rank)
             failed_at = now - grace + 5.0
         time.sleep(0.05)
-    return ended
 
 
-def _report(procs: list[subprocess.Popen], logs: list, ended: set[int]) -> int:
-    """Say what stopped the run (rank 0 prints its own errors) and pick the exit code."""
+def _self_inflicted(code: int) -> bool:
+    """Whether an exit code is a process's own doing rather than a signal from outside:
+    a process that loses a killed peer often aborts (SIGABRT) in the same instant, and
+    the kill, not the abort, is what a user needs to hear about."""
+    return code > 0 or -code in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
+
+
+def _report(procs: list[subprocess.Popen], logs: list, ended: set[int],
+            order: list[int]) -> int:
+    """Say what stopped the run (rank 0 prints its own errors) and pick the exit code:
+    the first failure seen, a process killed from outside before one that failed."""
     codes = [p.returncode for p in procs]
     if -1 in ended:
         print("error: the training processes did not finish in time; they were stopped",
               file=sys.stderr)
         return 124
-    killed = [r for r, c in enumerate(codes) if c < 0 and r not in ended]
-    if killed:
-        name = signal.Signals(-codes[killed[0]]).name
-        print(f"error: training process {killed[0]} was killed ({name}); the run "
-              f"stopped. The last checkpoint continues the run with --resume",
-              file=sys.stderr)
-        return 128 - codes[killed[0]]
-    failed = [r for r, c in enumerate(codes) if c != 0]
+    failed = [r for r in order if r not in ended] or order
     if not failed:
         return 0
     rank = failed[0]
+    if codes[rank] < 0:
+        name = signal.Signals(-codes[rank]).name
+        how = "crashed" if _self_inflicted(codes[rank]) else "was killed"
+        print(f"error: training process {rank} {how} ({name}); the run "
+              f"stopped. The last checkpoint continues the run with --resume",
+              file=sys.stderr)
+        return 128 - codes[rank]
     if rank > 0 and codes[rank] not in (2, 130):  # 2, 130: rank 0 says the same
         logs[rank].seek(0)
         lines = [line.rstrip() for line in logs[rank] if line.strip()]
         tail = lines[-1] if lines else f"exit code {codes[rank]}"
         print(f"error: training process {rank} failed: {tail}", file=sys.stderr)
-    return codes[rank] if codes[rank] > 0 else 128 - codes[rank]
+    return codes[rank]

@@ -21,14 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..masking import (
-    apply_masking,
-    grid_hides_everything,
-    grid_mask,
-    line_kernel,
-    random_mask,
-    validate_kernel,
-)
+from ..kernels import grid_hides_everything, line_kernel, validate_kernel
+from ..masking import apply_masking, grid_mask, random_mask
 from ..models import BlindSpotNet, UNet
 
 if TYPE_CHECKING:  # methods read a config; they never build or validate one
