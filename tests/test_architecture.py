@@ -25,7 +25,7 @@ LAYERS = [
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
     {"checkpoints", "training", "training_data", "lazy_data", "batch", "checkpoint_export",
      "chunked", "chunked_run"},
-    {"stages", "cascade", "cascade_data"},
+    {"stages", "cascade", "cascade_data", "refine"},
     {"reproduce", "demo"},
     {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "cli_config", "napari",
      "__init__",

@@ -1,7 +1,7 @@
 """n2v-cascade: self-supervised Noise2Void denoising with progressive retraining cascades.
 
-``import n2v_cascade`` stays light: ``Model``, ``TrainConfig``, ``Cascade`` and ``train``
-are imported (with torch) on first use.
+``import n2v_cascade`` stays light: ``Model``, ``TrainConfig``, ``Cascade``, ``train`` and
+``train_refined`` (what the ``train`` command runs) are imported (with torch) on first use.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Cascade", "Model", "TrainConfig", "__version__", "train"]
+__all__ = ["Cascade", "Model", "TrainConfig", "__version__", "train", "train_refined"]
 
 _LAZY = {"Model": ".model", "TrainConfig": ".config", "Cascade": ".cascade",
-         "train": ".training"}
+         "train": ".training", "train_refined": ".refine"}
 
 
 def __getattr__(name: str) -> Any:

@@ -67,6 +67,7 @@ def train(
     sigma: Annotated[float | None, typer.Option(help="The noise level if you know it (Gaussian standard deviation in the image's units); default: measured from the images.", rich_help_panel="Advanced")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (default: bfloat16 where a quick timing at start shows it faster, e.g. CPUs with native bfloat16 and most GPUs; float32 elsewhere; float16 with loss scaling on CUDA GPUs without bfloat16), float32, bfloat16 or float16. The choice is printed and saved with the model.", rich_help_panel="Advanced")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Stop training after this long (e.g. 90s, 10m, 2h) and save the model so far; --resume continues it. Default: no limit.")] = None,
+    refine: Annotated[str, typer.Option(help="auto (default): when the noise is spatially correlated (as from many cameras), the default method trains for a third of the epochs and the renoise method, learning from its output, for the rest; the model saved is the second (the first is kept in OUTPUT/stage1). renoise: do so for any method. none: train one method.", rich_help_panel="Advanced")] = "auto",
     axes: Axes = None,
     dims: Dims = None,
     patch_z: PatchZ = None,
@@ -86,10 +87,10 @@ def train(
         if not is_zarr(path):  # a zarr store is a folder of chunks, not of images
             list_inputs(path)
     from .checkpoints import stored_recipe
-    from .training import train as train_fn
+    from .refine import is_refined, train_refined
 
     cfg = config_from_options(
-        config, stored_recipe(output) if resume else None, variant=variant, backbone=backbone, epochs=epochs,
+        config, stored_recipe(output) if resume and not is_refined(output) else None, variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
         network__depth=depth, network__width=width,
@@ -104,9 +105,9 @@ def train(
     limit = parse_duration(time_limit)
     if needs_launch(processes, cfg.batch_size):  # start the processes; they run this command
         sys.exit(launch(["-m", __package__, *sys.argv[1:]], processes))  # rank 0 has spoken
-    model = train_fn([str(p) for p in images], cfg, axes=axes, output_dir=output,
-                     resume=resume, overwrite=overwrite, progress=not quiet, device=device,
-                     time_limit=limit, lazy=lazy)
+    model = train_refined([str(p) for p in images], cfg, refine=refine, axes=axes,
+                          output_dir=output, resume=resume, overwrite=overwrite,
+                          progress=not quiet, device=device, time_limit=limit, lazy=lazy)
     if not quiet and process_env()[0] == 0:
         typer.echo(f"model saved to {output} ({model.train_seconds:.1f} s of training)")
 

@@ -134,7 +134,7 @@ def estimate_fn(model: Model, axes: str | None = None) -> Denoiser:
     return lambda x: model.denoise(x, axes=axes, posterior=False, blend="none")
 
 
-def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
+def same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
     """True when a stored model answers the request; ``auto`` values (blind radius,
     struct mask, precision, dims) match what they were resolved to when that model was
     trained."""
@@ -143,7 +143,10 @@ def _same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
     if want["network"].get("blind_radius") in ("auto", None):
         want["network"]["blind_radius"] = have["network"].get("blind_radius")
     if requested.mask.struct_auto:
-        want["mask"]["struct"] = have["mask"].get("struct")
+        struct = want["mask"]["struct"] = have["mask"].get("struct")
+        side = int(struct.split(":")[1]) if str(struct).startswith("box:") else None
+        if side is not None and have["mask"].get("stride") == side + 1:
+            want["mask"]["stride"] = side + 1  # auto widened a grid its square would cover
     for key in ("precision", "dims"):
         if want.get(key) == "auto":
             want[key] = have.get(key)
@@ -175,7 +178,7 @@ def run_stage(inputs: Sequence[np.ndarray], config: TrainConfig, stage_dir: Path
     trained = model is None
     if model is None and resume and model_dir is not None and (model_dir / META).is_file():
         model, trained = Model.load(model_dir, device=device), False
-        if not _same_config(model.config, config):
+        if not same_config(model.config, config):
             raise InputError(f"{model_dir}: holds a model trained with a different config; "
                              f"use --overwrite to retrain")
     elif model is None:

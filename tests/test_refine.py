@@ -1,0 +1,125 @@
+"""Two-phase `train` runs: when they happen, what they leave, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from n2v_cascade import train_refined
+from n2v_cascade.config import make_config
+from n2v_cascade.errors import InputError, OutputExistsError
+from n2v_cascade.io import write_image
+from n2v_cascade.model import Model
+from n2v_cascade.refine import FIRST, PLAN
+from test_renoise import correlated_pair
+
+RECIPE = {"patch_size": 32, "batch_size": 4, "steps_per_epoch": 6, "epochs": 3, "seed": 0,
+          "network": {"depth": 2, "width": 8}, "precision": "float32"}
+
+
+def recipe(**overrides):
+    return make_config("test", **{**RECIPE, **overrides})
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    return correlated_pair(0, 96)
+
+
+@pytest.fixture(scope="module")
+def refined(pair, tmp_path_factory):
+    out = tmp_path_factory.mktemp("refined") / "m"
+    model = train_refined(pair[1], recipe(), output_dir=out, progress=False)
+    return out, model
+
+
+def _weights(path) -> list[torch.Tensor]:
+    return list(torch.load(path / "weights.pt", weights_only=True).values())
+
+
+def test_correlated_noise_trains_the_default_then_renoise(refined, pair) -> None:
+    out, model = refined
+    assert model.config.variant == "renoise" and model.config.epochs == 2
+    first = Model.load(out / FIRST)
+    assert first.config.variant == "structured" and first.config.epochs == 1
+    assert first.config.mask.struct.startswith("box:")  # what made the run two-phase
+    plan = json.loads((out / PLAN).read_text())
+    assert plan["first"]["epochs"] == 3 and plan["second"]["variant"] == "renoise"
+    # the folder is one model that denoises the noisy image, as returned
+    np.testing.assert_array_equal(Model.load(out).denoise(pair[1]), model.denoise(pair[1]))
+    assert model.train_seconds > Model.load(out).train_seconds  # both phases counted
+
+
+def test_white_noise_or_another_method_trains_one_model(pair, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    white = (pair[0] + rng.normal(size=pair[0].shape) * 8).astype(np.float32)
+    one = train_refined(white, recipe(), output_dir=tmp_path / "w", progress=False)
+    assert one.config.variant == "structured" and one.config.epochs == 3
+    assert not (tmp_path / "w" / FIRST).exists() and not (tmp_path / "w" / PLAN).exists()
+    for config, refine in ((recipe(variant="n2v"), "auto"), (recipe(), "none"),
+                           (recipe(epochs=1), "auto")):
+        assert train_refined(pair[1], config, refine=refine,
+                             progress=False).config.variant == config.variant
+    forced = train_refined(pair[1], recipe(variant="n2v"), refine="renoise", progress=False)
+    assert forced.config.variant == "renoise"
+
+
+def test_resume_reuses_the_finished_first_phase(refined, pair, tmp_path) -> None:
+    out, _ = refined
+    copy = tmp_path / "m"
+    import shutil
+
+    shutil.copytree(out, copy)
+    for name in ("model.json", "weights.pt", "checkpoint.pt"):  # stopped between phases
+        (copy / name).unlink()
+    first = (copy / FIRST / "weights.pt").stat().st_mtime_ns
+    model = train_refined(pair[1], None, output_dir=copy, resume=True, progress=False)
+    assert (copy / FIRST / "weights.pt").stat().st_mtime_ns == first  # not trained again
+    assert model.config.variant == "renoise"
+    for a, b in zip(_weights(copy), _weights(out), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # as the run that never stopped
+
+
+def test_refusals_are_one_line_and_leave_the_folder_alone(pair, tmp_path) -> None:
+    with pytest.raises(InputError, match="refine must be one of auto, renoise, none"):
+        train_refined(pair[1], recipe(), refine="twice")
+    with pytest.raises(InputError, match="learns from an earlier stage's output"):
+        train_refined(pair[1], recipe(variant="renoise"))
+    path = tmp_path / "noisy.tif"
+    write_image(path, pair[1])
+    with pytest.raises(InputError, match="needs the images in memory"):
+        train_refined(str(path), recipe(), refine="renoise", lazy=True)
+    busy = tmp_path / "busy"
+    train_refined(pair[1], recipe(), refine="none", output_dir=busy, progress=False)
+    with pytest.raises(OutputExistsError, match="already holds"):
+        train_refined(pair[1], recipe(), output_dir=busy, progress=False)
+    assert not (busy / FIRST).exists() and not (busy / PLAN).exists()
+    (busy / PLAN).write_text("{not json")
+    with pytest.raises(InputError, match="not a readable two-phase plan"):
+        train_refined(pair[1], None, output_dir=busy, resume=True, progress=False)
+
+
+def test_cli_train_says_it_runs_two_phases_and_resumes(pair, tmp_path, capsys) -> None:
+    path = tmp_path / "noisy.tif"
+    write_image(path, pair[1])
+    args = ["train", str(path), "-o", str(tmp_path / "m"), "--patch-size", "32",
+            "--batch-size", "4", "--steps-per-epoch", "6", "--epochs", "3", "--depth", "2",
+            "--width", "8", "--precision", "float32"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "two phases, the noise is spatially correlated (box:" in err
+    assert "then renoise for 2 on its output" in err and "model saved to" in out
+    assert Model.load(tmp_path / "m").config.variant == "renoise"
+    (tmp_path / "m" / "model.json").unlink()
+    code, out, err = run_cli(["train", str(path), "-o", str(tmp_path / "m"), "--resume"],
+                             capsys)
+    assert code == 0, err
+    assert "continuing the two-phase run" in err
+    assert Model.load(tmp_path / "m").config.variant == "renoise"
+    code, _, err = run_cli([*args[:3], str(tmp_path / "n"), *args[4:], "--refine", "none"],
+                           capsys)
+    assert code == 0 and Model.load(tmp_path / "n").config.variant == "structured"
