@@ -22,6 +22,7 @@ from .cascade_data import prepare_images
 from .checkpoints import prepare_output
 from .config import DEFAULT_VARIANT, TrainConfig
 from .errors import InputError
+from .lazy_data import wants_lazy
 from .methods import method_class
 from .model import CHECKPOINT, META, Model
 from .progress import note
@@ -50,10 +51,11 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
     """Train as :func:`~n2v_cascade.training.train` does, in two phases where they help.
 
     ``refine``: ``auto`` (what the ``train`` command does) runs the two phases when the
-    method is the default one, its square hiding is ``auto`` and the images' noise is
-    spatially correlated; ``renoise`` runs them for any method that needs no earlier
-    output; ``none`` trains the one method. ``options`` go to ``train`` (e.g.
-    ``callbacks``); ``lazy`` and several processes train the one method.
+    method is the default one, its square hiding is ``auto``, channels are not joint and
+    the images' noise is spatially correlated; ``renoise`` runs them for any method that
+    needs no earlier output; ``none`` trains the one method. ``options`` go to ``train``
+    (e.g. ``callbacks``); images read block by block (``lazy``, zarr stores) and several
+    processes train the one method.
     """
     if refine not in REFINES:
         raise InputError(f"refine must be one of {', '.join(REFINES)}, got {refine!r}")
@@ -66,7 +68,7 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
     if plan is None:
         if refine == "none":
             return one(None)
-        if options.get("lazy") or _world() > 1:
+        if wants_lazy(images, bool(options.get("lazy"))) or _world() > 1:
             if refine == "renoise":
                 raise InputError("--refine renoise needs the images in memory and one "
                                  "process (it predicts on every training image)")
@@ -106,7 +108,8 @@ def _why(images: object, config: TrainConfig, axes: str | None, refine: Refine
                          f"{config.variant})")
     if refine == "renoise":
         return "asked for"
-    if config.variant != DEFAULT_VARIANT or not config.mask.struct_auto:
+    if (config.variant != DEFAULT_VARIANT or not config.mask.struct_auto
+            or config.channels == "joint"):  # measured on single-channel images only
         return None
     prepared = prepare_images(images, axes, config.dims, config.channels == "joint")
     names = [n for n, a in zip(prepared.names, prepared.arrays, strict=True)
