@@ -140,7 +140,7 @@ def _tile(tile: int | None, halo: int, div: int) -> int:
 
 def _test_input(model: Model, image: object, tile: int) -> np.ndarray:
     """A ``tile x tile`` float32 test input in the model's intensity units."""
-    from .io import load_images
+    from .inputs import load_inputs
 
     if image is None:
         from skimage import data
@@ -152,7 +152,7 @@ def _test_input(model: Model, image: object, tile: int) -> np.ndarray:
         arr = (scaled * model.normalizer.std + model.normalizer.mean
                + rng.normal(0, noise, cell.shape)).astype(np.float32)
     else:
-        arr = load_images(image)[0][1]
+        arr = load_inputs(image)[0].data
         arr = arr.reshape(-1, *arr.shape[-2:])[0]  # a stack: its first image
     pads = [(max(0, tile - s) // 2, max(0, tile - s) - max(0, tile - s) // 2) for s in arr.shape]
     if any(p for pair in pads for p in pair):  # smaller than a tile: mirror it out
