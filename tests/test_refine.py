@@ -66,6 +66,11 @@ def test_white_noise_or_another_method_trains_one_model(pair, tmp_path) -> None:
                              progress=False).config.variant == config.variant
     forced = train_refined(pair[1], recipe(variant="n2v"), refine="renoise", progress=False)
     assert forced.config.variant == "renoise"
+    # a callback that stops the first phase (napari's Cancel, a budget) ends the run there
+    steps: list[int] = []
+    stopped = train_refined(pair[1], recipe(), progress=False,
+                            callbacks=[lambda info: steps.append(info.step) or info.step == 2])
+    assert stopped.config.variant == "structured" and steps == [1, 2]
 
 
 def test_resume_reuses_the_finished_first_phase(refined, pair, tmp_path) -> None:

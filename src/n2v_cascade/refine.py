@@ -54,8 +54,9 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
     method is the default one, its square hiding is ``auto``, channels are not joint and
     the images' noise is spatially correlated; ``renoise`` runs them for any method that
     needs no earlier output; ``none`` trains the one method. ``options`` go to ``train``
-    (e.g. ``callbacks``); images read block by block (``lazy``, zarr stores) and several
-    processes train the one method.
+    (e.g. ``callbacks``: one that stops the first phase ends the run with that phase's
+    model); images read block by block (``lazy``, zarr stores) and several processes train
+    the one method.
     """
     if refine not in REFINES:
         raise InputError(f"refine must be one of {', '.join(REFINES)}, got {refine!r}")
@@ -143,6 +144,8 @@ def _two(images: object, plan: tuple[TrainConfig, TrainConfig], why: str, progre
         first = train(images, first_run, axes=axes, output_dir=first_dir, resume=resume,
                       overwrite=overwrite, progress=progress, device=device,
                       time_limit=_part(time_limit, 1 - SHARE), **options)
+    if first.history and first.history[-1].get("stopped") == "callback":
+        return first  # a callback's stop ends the run (the model stays in stage1/)
     prepared = prepare_images(images, axes, first_cfg.dims, first_cfg.channels == "joint")
     targets, _ = stage_outputs(first, prepared.arrays, axes=prepared.axes)
     left = None if time_limit is None else time_limit - first.train_seconds
