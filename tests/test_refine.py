@@ -125,6 +125,9 @@ def test_cli_train_says_it_runs_two_phases_and_resumes(pair, tmp_path, capsys) -
     assert code == 0, err
     assert "continuing the two-phase run" in err
     assert Model.load(tmp_path / "m").config.variant == "renoise"
+    code, _, err = run_cli(["train", str(path), "-o", str(tmp_path / "m"), "--resume",
+                            "--epochs", "6"], capsys)  # the plan, not new options
+    assert code == 2 and "resumes with the recipe in its refine.json" in err
     code, _, err = run_cli([*args[:3], str(tmp_path / "n"), *args[4:], "--refine", "none"],
                            capsys)
     assert code == 0 and Model.load(tmp_path / "n").config.variant == "structured"

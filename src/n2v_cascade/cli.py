@@ -87,10 +87,10 @@ def train(
         if not is_zarr(path):  # a zarr store is a folder of chunks, not of images
             list_inputs(path)
     from .checkpoints import stored_recipe
-    from .refine import is_refined, train_refined
+    from .refine import PLAN, is_refined, train_refined
 
-    cfg = config_from_options(
-        config, stored_recipe(output) if resume and not is_refined(output) else None, variant=variant, backbone=backbone, epochs=epochs,
+    recipe = dict(
+        variant=variant, backbone=backbone, epochs=epochs,
         steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
         network__depth=depth, network__width=width,
@@ -98,8 +98,14 @@ def train(
         ema_decay=ema_decay, mask=mask, mask_file=mask_file,
         mask__fraction=mask_fraction, mask__stride=mask_stride,
         noise_model__kind=noise_model, noise_model__sigma=sigma, precision=precision,
-        dims=parse_dims(dims), patch_z=patch_z, channels=channels,
-    )
+        dims=parse_dims(dims), patch_z=patch_z, channels=channels)
+    two_phase = resume and is_refined(output)
+    if two_phase and (config is not None or any(v not in (None, []) for v in recipe.values())):
+        raise InputError(f"{output}: a two-phase run resumes with the recipe in its "
+                         f"{PLAN}; leave out the recipe options, or use --overwrite to "
+                         f"start over")
+    cfg = config_from_options(config, stored_recipe(output) if resume and not two_phase
+                              else None, **recipe)
     from .launch import launch, needs_launch, process_env
 
     limit = parse_duration(time_limit)
