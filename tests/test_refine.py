@@ -98,6 +98,10 @@ def test_refusals_are_one_line_and_leave_the_folder_alone(pair, tmp_path) -> Non
     write_image(path, pair[1])
     with pytest.raises(InputError, match="needs the images in memory"):
         train_refined(str(path), recipe(), refine="renoise", lazy=True)
+    small = tmp_path / "small"  # refused by the first phase: nothing is written
+    with pytest.raises(InputError, match="smaller than the patch size"):
+        train_refined(pair[1], recipe(patch_size=128), output_dir=small, progress=False)
+    assert not small.exists()
     busy = tmp_path / "busy"
     train_refined(pair[1], recipe(), refine="none", output_dir=busy, progress=False)
     with pytest.raises(OutputExistsError, match="already holds"):

@@ -6,7 +6,8 @@ square) loses the detail inside it; ``renoise`` learns instead from the first ph
 estimate plus noise of the colour and level fitted from the data, and denoises the noisy
 images themselves. So the second phase's model is the result: one model folder that
 ``denoise`` uses like any other, with the first phase's model kept in ``stage1/`` and the
-plan of both in ``refine.json`` (``--resume`` reads it). The steps (and a time limit) are
+plan of both in ``refine.json`` (written after the first step, when the inputs have been
+read and checked; ``--resume`` follows it). The steps (and a time limit) are
 split ``1 - SHARE`` / ``SHARE``; the split is in docs/DECISIONS.md.
 """
 
@@ -131,19 +132,24 @@ def _two(images: object, plan: tuple[TrainConfig, TrainConfig], why: str, progre
              f"epoch(s), then renoise for {second_cfg.epochs} on its output (--refine none: "
              f"one model)")
     first_dir = out / FIRST if out is not None else None
-    if out is not None:
-        if not resume:  # a busy folder fails before any training
-            prepare_output(out, resume, overwrite)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / PLAN, json.dumps({
-            "first": first_cfg.model_dump(mode="json"),
-            "second": second_cfg.model_dump(mode="json")}, indent=1), overwrite=True)
+    if out is not None and not resume:  # a busy folder fails before any training
+        prepare_output(out, resume, overwrite)
+    text = json.dumps({"first": first_cfg.model_dump(mode="json"),
+                       "second": second_cfg.model_dump(mode="json")}, indent=1)
+
+    def write_plan(info) -> bool:  # noqa: ARG001 - after the first step: inputs are good
+        if out is not None and not (out / PLAN).is_file():
+            atomic_write_text(out / PLAN, text, overwrite=True)
+        return False
+
+    callbacks = list(options.pop("callbacks", ()))
     first_run = first_cfg.model_copy(update={"epochs": _first_epochs(first_cfg)})
     first = _finished(first_dir, first_run) if resume else None
     if first is None:
         first = train(images, first_run, axes=axes, output_dir=first_dir, resume=resume,
                       overwrite=overwrite, progress=progress, device=device,
-                      time_limit=_part(time_limit, 1 - SHARE), **options)
+                      time_limit=_part(time_limit, 1 - SHARE),
+                      callbacks=[write_plan, *callbacks], **options)
     if first.history and first.history[-1].get("stopped") == "callback":
         return first  # a callback's stop ends the run (the model stays in stage1/)
     prepared = prepare_images(images, axes, first_cfg.dims, first_cfg.channels == "joint")
@@ -152,7 +158,8 @@ def _two(images: object, plan: tuple[TrainConfig, TrainConfig], why: str, progre
     again = resume and out is not None and any((out / n).exists() for n in (CHECKPOINT, META))
     model = train(targets, second_cfg, axes=prepared.axes, output_dir=out, resume=again,
                   overwrite=overwrite, progress=progress, device=device,
-                  time_limit=_part(left, 1.0), noisy=list(prepared.arrays), **options)
+                  time_limit=_part(left, 1.0), noisy=list(prepared.arrays),
+                  callbacks=callbacks, **options)
     model.train_seconds += first.train_seconds  # the run's training time, both phases
     return model
 
