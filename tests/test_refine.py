@@ -64,6 +64,10 @@ def test_white_noise_or_another_method_trains_one_model(pair, tmp_path) -> None:
                            (recipe(epochs=1), "auto")):
         assert train_refined(pair[1], config, refine=refine,
                              progress=False).config.variant == config.variant
+    stack = np.stack([correlated_pair(s, 64)[1] for s in range(8)])  # a 3-D network: one
+    three = train_refined(stack, recipe(dims=3, patch_z=8, steps_per_epoch=2), axes="ZYX",
+                          progress=False)
+    assert three.config.variant == "structured" and three.config.mask.struct != "none"
     forced = train_refined(pair[1], recipe(variant="n2v"), refine="renoise", progress=False)
     assert forced.config.variant == "renoise"
     # a callback that stops the first phase (napari's Cancel, a budget) ends the run there

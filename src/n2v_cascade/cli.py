@@ -67,7 +67,7 @@ def train(
     sigma: Annotated[float | None, typer.Option(help="The noise level if you know it (Gaussian standard deviation in the image's units); default: measured from the images.", rich_help_panel="Advanced")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (default: bfloat16 where a quick timing at start shows it faster, e.g. CPUs with native bfloat16 and most GPUs; float32 elsewhere; float16 with loss scaling on CUDA GPUs without bfloat16), float32, bfloat16 or float16. The choice is printed and saved with the model.", rich_help_panel="Advanced")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Stop training after this long (e.g. 90s, 10m, 2h) and save the model so far; --resume continues it. Default: no limit.")] = None,
-    refine: Annotated[str, typer.Option(help="auto (default): when the noise is spatially correlated (as from many cameras), the default method trains for a third of the epochs and the renoise method, learning from its output, for the rest; the model saved is the second (the first is kept in OUTPUT/stage1). renoise: do so for any method. none: train one method.", rich_help_panel="Advanced")] = "auto",
+    refine: Annotated[str, typer.Option(help="auto (default): when the noise is spatially correlated (as from many cameras), with a 2-D network, the default method trains for a third of the epochs and the renoise method, learning from its output, for the rest; the model saved is the second (the first is kept in OUTPUT/stage1). renoise: do so for any method. none: train one method.", rich_help_panel="Advanced")] = "auto",
     axes: Axes = None,
     dims: Dims = None,
     patch_z: PatchZ = None,

@@ -52,12 +52,12 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
     """Train as :func:`~n2v_cascade.training.train` does, in two phases where they help.
 
     ``refine``: ``auto`` (what the ``train`` command does) runs the two phases when the
-    method is the default one, its square hiding is ``auto``, channels are not joint and
-    the images' noise is spatially correlated; ``renoise`` runs them for any method that
-    needs no earlier output; ``none`` trains the one method. ``options`` go to ``train``
-    (e.g. ``callbacks``: one that stops the first phase ends the run with that phase's
-    model); images read block by block (``lazy``, zarr stores) and several processes train
-    the one method.
+    method is the default one with ``auto`` square hiding and a 2-D network, channels are
+    not joint and the images' noise is spatially correlated; ``renoise`` runs them for
+    any method that needs no earlier output; ``none`` trains the one method. ``options``
+    go to ``train`` (e.g. ``callbacks``: one that stops the first phase ends the run with
+    that phase's model); images read block by block (``lazy``, zarr stores) and several
+    processes train the one method.
     """
     if refine not in REFINES:
         raise InputError(f"refine must be one of {', '.join(REFINES)}, got {refine!r}")
@@ -114,6 +114,8 @@ def _why(images: object, config: TrainConfig, axes: str | None, refine: Refine
             or config.channels == "joint"):  # measured on single-channel images only
         return None
     prepared = prepare_images(images, axes, config.dims, config.channels == "joint")
+    if prepared.dims != 2:  # measured with 2-D networks only; 3-D: --refine renoise
+        return None
     names = [n for n, a in zip(prepared.names, prepared.arrays, strict=True)
              for _ in planes([a])]
     changes, _ = method(config).settings_for_data(planes(prepared.arrays), names)
