@@ -100,9 +100,10 @@ class Renoised(Method):
     listing_order = 90
     label = "Re-noised previous stage"
     short_label = "Renoise"
-    summary = ("a later cascade stage: trained on the previous output plus noise fitted to "
-               "the data (spectrum, variance line), then denoises the noisy images; for "
-               "spatially correlated noise")
+    summary = ("a later cascade stage (and `train`'s second phase on correlated noise): "
+               "trained on the previous output plus noise fitted to the data (spectrum, "
+               "variance line), then denoises the noisy images; for spatially correlated "
+               "noise")
     citation = ("Liu, Teng, Ma, Jiang. FM2S: Towards Spatially-Correlated Noise Modeling in "
                 "Zero-Shot Fluorescence Microscopy Image Denoising. arXiv:2412.10031, 2024 "
                 "(its re-noised targets; here the target is an earlier stage's output)")
