@@ -278,3 +278,17 @@ def test_later_stages_keep_the_pixel_only_blind_spot(tmp_path, noisy_pair, spy_t
     second = spy_train[1]["config"]
     assert second.network.blind_radius == 0
     assert casc.models[1].network.shift == 1
+
+
+def test_a_stored_stage_answers_auto_with_what_auto_resolved_to() -> None:
+    def config(**mask):
+        return tiny_config(dims=2, mask={"fraction": 0.02, **mask})
+
+    # struct auto chose box:5 on the stored stage and widened its grid 4 -> 6
+    stored = config(struct="box:5", stride=6)
+    assert stages_mod.same_config(stored, config())
+    assert stages_mod.same_config(stored, config(stride=6))
+    # a stride that box:5 leaves visible is not what auto would have widened to
+    assert not stages_mod.same_config(stored, config(stride=8))
+    assert stages_mod.same_config(stored, config(struct="box:5", stride=6))  # as given
+    assert not stages_mod.same_config(stored, config(struct="box:5", stride=8))

@@ -21,6 +21,7 @@ from .errors import InputError
 from .gtfree import Denoiser
 from .io import read_image, write_image
 from .methods import method_class, methods
+from .methods.base import auto_stride
 from .model import CHECKPOINT, META, Model
 from .training import train
 
@@ -144,9 +145,9 @@ def same_config(stored: TrainConfig, requested: TrainConfig) -> bool:
         want["network"]["blind_radius"] = have["network"].get("blind_radius")
     if requested.mask.struct_auto:
         struct = want["mask"]["struct"] = have["mask"].get("struct")
-        side = int(struct.split(":")[1]) if str(struct).startswith("box:") else None
-        if side is not None and have["mask"].get("stride") == side + 1:
-            want["mask"]["stride"] = side + 1  # auto widened a grid its square would cover
+        if struct not in (None, "none"):  # auto may also have widened the grid
+            wider = auto_stride(requested.mask, struct, stored.dims)
+            want["mask"]["stride"] = wider or want["mask"]["stride"]
     for key in ("precision", "dims"):
         if want.get(key) == "auto":
             want[key] = have.get(key)

@@ -26,7 +26,7 @@ from ..masking import apply_masking, grid_mask, random_mask
 from ..models import BlindSpotNet, UNet
 
 if TYPE_CHECKING:  # methods read a config; they never build or validate one
-    from ..config import TrainConfig
+    from ..config import MaskConfig, TrainConfig
     from ..runtime import Runner
 
 # Log-variance bounds in normalised units (data std 1): the floor exp(-9) (std 1.1% of the
@@ -146,12 +146,10 @@ class Method:
             changes["mask"] = {"struct": struct or "none"}
             if struct:
                 wider = ""
-                if self.config.mask.pattern == "grid" and grid_hides_everything(
-                        self.config.mask.stride, line_kernel(struct), kernel_dims(self.config)):
-                    # squares as wide as the grid's spacing would hide every input pixel
-                    # (in 2-D; a YX square leaves the other planes of a 3-D grid visible)
-                    changes["mask"]["stride"] = side + 1
-                    wider = f", grid stride {side + 1}"
+                stride = auto_stride(self.config.mask, struct, kernel_dims(self.config))
+                if stride is not None:
+                    changes["mask"]["stride"] = stride
+                    wider = f", grid stride {stride}"
                 return changes, (f"hiding the {side}x{side} square around each masked pixel"
                                  f"{wider} (noise correlation up to {corr[:, 0].max():.2f} "
                                  f"between neighbours)")
@@ -258,6 +256,17 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def auto_stride(mask: MaskConfig, struct: str, ndim: int) -> int | None:
+    """The grid stride ``mask.struct: auto`` moves to with the square ``struct`` (None: the
+    mask's own stays): squares as wide as the grid's spacing would hide every input pixel
+    (in 2-D; a YX square leaves the other planes of a 3-D grid visible), so the grid
+    widens to one more than the square's side."""
+    kernel = line_kernel(struct)
+    if mask.pattern != "grid" or not grid_hides_everything(mask.stride, kernel, ndim):
+        return None
+    return kernel.shape[-1] + 1
 
 
 def kernel_dims(config: TrainConfig) -> int:
