@@ -18,8 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from .axes import planes
-from .cascade_data import prepare_images
+from .cascade_data import CascadeImages, prepare_images
 from .checkpoints import prepare_output
 from .config import DEFAULT_VARIANT, TrainConfig
 from .errors import InputError
@@ -30,6 +29,7 @@ from .progress import note
 from .safe_write import atomic_write_text
 from .stages import same_config, stage_config, stage_outputs
 from .training import train
+from .training_data import settings_for_data
 
 Refine = Literal["auto", "renoise", "none"]
 REFINES: tuple[str, ...] = ("auto", "renoise", "none")
@@ -75,7 +75,7 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
                 raise InputError("--refine renoise needs the images in memory and one "
                                  "process (it predicts on every training image)")
             return one(None)
-        why = _why(images, config, axes, refine)
+        why, prepared = _why(images, config, axes, refine)
         if why is None or config.epochs < 2:
             return one(None if why is None else "one epoch cannot be split into two phases")
         plan = (config, stage_config("renoise", 1, config,
@@ -84,8 +84,8 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
             raise InputError(f"{out}: holds a two-phase run already; use --resume to "
                              f"continue it or --overwrite to start over")
     else:
-        why = "continuing the two-phase run"
-    return _two(images, plan, why, progress, axes=axes, out=out, resume=resume,
+        why, prepared = "continuing the two-phase run", None
+    return _two(images, plan, why, progress, prepared, axes=axes, out=out, resume=resume,
                 overwrite=overwrite, device=device, time_limit=time_limit, **options)
 
 
@@ -101,33 +101,32 @@ def _first_epochs(config: TrainConfig) -> int:
 
 
 def _why(images: object, config: TrainConfig, axes: str | None, refine: Refine
-         ) -> str | None:
-    """Why the run has two phases, or None when it has one."""
+         ) -> tuple[str | None, CascadeImages | None]:
+    """Why the run has two phases (None: it has one), and the images if they were read."""
     method = method_class(config.variant)
     if method.needs_noisy:
         raise InputError(f"method {config.variant!r} learns from an earlier stage's output; "
                          f"train it as a cascade stage (e.g. --stages structured,"
                          f"{config.variant})")
     if refine == "renoise":
-        return "asked for"
+        return "asked for", None
     if (config.variant != DEFAULT_VARIANT or not config.mask.struct_auto
             or config.channels == "joint"):  # measured on single-channel images only
-        return None
-    prepared = prepare_images(images, axes, config.dims, config.channels == "joint")
+        return None, None
+    prepared = prepare_images(images, axes, config.dims, joint=False)
     if prepared.dims != 2:  # measured with 2-D networks only; 3-D: --refine renoise
-        return None
-    names = [n for n, a in zip(prepared.names, prepared.arrays, strict=True)
-             for _ in planes([a])]
-    changes, _ = method(config).settings_for_data(planes(prepared.arrays), names)
-    struct = changes.get("mask", {}).get("struct", "none")
-    if struct == "none":
-        return None
-    return f"the noise is spatially correlated ({struct} around each masked pixel)"
+        return None, prepared
+    # what training will choose from these images: the same call, on the same samples
+    struct = settings_for_data(config, prepared.arrays, prepared.names, False).mask.struct
+    if struct in (None, "none"):
+        return None, prepared
+    return f"the noise is spatially correlated ({struct} around each masked pixel)", prepared
 
 
 def _two(images: object, plan: tuple[TrainConfig, TrainConfig], why: str, progress: bool,
-         *, axes: str | None, out: Path | None, resume: bool, overwrite: bool,
-         device: str | None, time_limit: float | None, **options) -> Model:
+         prepared: CascadeImages | None, *, axes: str | None, out: Path | None,
+         resume: bool, overwrite: bool, device: str | None, time_limit: float | None,
+         **options) -> Model:
     first_cfg, second_cfg = plan
     if progress:
         note(f"two phases, {why}: {first_cfg.variant} for {_first_epochs(first_cfg)} "
@@ -154,7 +153,8 @@ def _two(images: object, plan: tuple[TrainConfig, TrainConfig], why: str, progre
                       callbacks=[write_plan, *callbacks], **options)
     if first.history and first.history[-1].get("stopped") == "callback":
         return first  # a callback's stop ends the run (the model stays in stage1/)
-    prepared = prepare_images(images, axes, first_cfg.dims, first_cfg.channels == "joint")
+    if prepared is None:  # read once: the first phase's estimate of each, and the noisy
+        prepared = prepare_images(images, axes, first_cfg.dims, first_cfg.channels == "joint")
     targets, _ = stage_outputs(first, prepared.arrays, axes=prepared.axes)
     left = None if time_limit is None else time_limit - first.train_seconds
     again = resume and out is not None and any((out / n).exists() for n in (CHECKPOINT, META))
