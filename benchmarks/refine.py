@@ -17,6 +17,7 @@ import torch
 from scipy import ndimage as ndi
 
 from benchmarks import datasets
+from benchmarks.targets import psnr
 from n2v_cascade import train_refined
 from n2v_cascade.config import make_config
 
@@ -32,17 +33,13 @@ def main() -> None:
     noise = ndi.convolve1d(ndi.convolve1d(white, taper, axis=-1), taper, axis=-2) / 1.5
     noisy = (clean + noise * 0.5 * float(clean.std())).astype(np.float32)
     span = float(clean.max() - clean.min())
-
-    def psnr(x: np.ndarray) -> float:
-        return float(10 * np.log10(span ** 2 / np.mean((x - clean) ** 2)))
-
-    print(f"noisy {psnr(noisy):.2f} dB", flush=True)
+    print(f"noisy {psnr(noisy, clean, span):.2f} dB", flush=True)
     for refine in ("none", "auto"):
         cfg = make_config("refine", epochs=3, steps_per_epoch=100000, patch_size=32, seed=0)
         model = train_refined(noisy, cfg, axes="ZYX", refine=refine, time_limit=seconds,
                               progress=False)
         print(f"refine {refine}: {model.config.variant}, "
-              f"{psnr(model.denoise(noisy, axes='ZYX')):.2f} dB, "
+              f"{psnr(model.denoise(noisy, axes='ZYX'), clean, span):.2f} dB, "
               f"{model.train_seconds:.1f} s", flush=True)
 
 
