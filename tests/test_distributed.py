@@ -29,7 +29,8 @@ from n2v_cascade.distributed import Session, derived_seed
 from n2v_cascade.errors import InputError
 from n2v_cascade.io import write_image
 from n2v_cascade.model import CHECKPOINT, Model
-from n2v_cascade.training import settings_line, train
+from n2v_cascade.run_settings import settings_line
+from n2v_cascade.training import train
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch built without torch.distributed")

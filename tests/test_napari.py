@@ -86,6 +86,31 @@ def test_time_limit_stops_training(viewer, qtbot, tmp_path) -> None:
     assert w.bar.value() < w.bar.maximum() and (tmp_path / "t" / "checkpoint.pt").is_file()
 
 
+def test_correlated_noise_trains_two_phases_on_one_bar(qtbot, tmp_path) -> None:
+    from test_renoise import correlated_pair
+
+    v = ViewerModel()
+    v.add_image(correlated_pair(0, 96)[1], name="wide-field")
+    w = TrainWidget(v)
+    qtbot.addWidget(w)
+    assert w.refine.currentText() == "auto"  # the same default as the train command
+    w.config_overrides = TINY
+    w.patch.setValue(32)
+    w.epochs.setValue(3)
+    w.output.setText(str(tmp_path / "m"))
+    w.start()
+    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    assert w.model.config.variant == "renoise"  # 1 epoch of the default, then 2 of renoise
+    assert (w.bar.value(), w.bar.maximum()) == (15, 15)
+    assert [s for s, _ in w._losses] == list(range(1, 16))  # one curve over both phases
+    w.refine.setCurrentText("none")
+    w.model = None
+    w.output.setText(str(tmp_path / "n"))
+    w.start()
+    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    assert w.model.config.variant == TrainConfig().variant
+
+
 def test_denoise_into_new_layers(viewer, qtbot) -> None:
     noisy = viewer.layers["noisy"].data
     model = train(noisy, _config(variant="probabilistic-blindspot",

@@ -77,6 +77,16 @@ def test_white_noise_or_another_method_trains_one_model(pair, tmp_path) -> None:
     assert stopped.config.variant == "structured" and steps == [1, 2]
 
 
+def test_both_phases_count_on_one_run_of_steps(pair) -> None:
+    seen: list[tuple[int, int, int, int]] = []
+    train_refined(pair[1], recipe(), progress=False, callbacks=[
+        lambda i: seen.append((i.phase, i.phases, i.run_step, i.run_total_steps))])
+    # 6 steps of the first phase, then 12 of renoise: one count, one total from the start
+    assert [s[:2] for s in seen] == [(1, 2)] * 6 + [(2, 2)] * 12
+    assert [s[2] for s in seen] == list(range(1, 19))
+    assert {s[3] for s in seen} == {18}
+
+
 def test_resume_reuses_the_finished_first_phase(refined, pair, tmp_path) -> None:
     out, _ = refined
     copy = tmp_path / "m"
@@ -124,8 +134,15 @@ def test_cli_train_says_it_runs_two_phases_and_resumes(pair, tmp_path, capsys) -
             "--width", "8", "--precision", "float32"]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert "two phases, the noise is spatially correlated (box:" in err
-    assert "then renoise for 2 on its output" in err and "model saved to" in out
+    lines = err.splitlines()
+    # the whole recipe in the first line, both phases on one count of steps (18 = 6 + 12)
+    start = next(x for x in lines if "training structured:" in x)
+    assert "; then renoise for 2 epoch(s) on its output (two phases: the noise is " \
+           "spatially correlated (box:" in start, start
+    assert any(x.startswith("phase 2/2: training renoise:") for x in lines), err
+    counts = [x for x in lines if x.startswith("train ")]
+    assert len(counts) == 1 and counts[0].startswith("train 2/2: 18/18 steps (100%)"), err
+    assert "model saved to" in out
     assert Model.load(tmp_path / "m").config.variant == "renoise"
     (tmp_path / "m" / "model.json").unlink()
     code, out, err = run_cli(["train", str(path), "-o", str(tmp_path / "m"), "--resume"],

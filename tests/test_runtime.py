@@ -167,6 +167,27 @@ def test_the_time_left_never_exceeds_the_time_limit(capsys) -> None:
     assert 0 < h * 3600 + m * 60 + s <= 90
 
 
+def test_a_run_of_two_phases_counts_on_and_keeps_its_own_time_limit(capsys) -> None:
+    from n2v_cascade.progress import RunProgress
+
+    run = RunProgress(2, limit=100.0, later_epochs=3, plan="then B")
+    assert run.settings("training A").endswith("training A; then B")
+    run.start(10, 4, 5)  # a resumed first phase: 4 of 10 steps done, then 3 epochs of 5
+    assert (run.n, run.total) == (4, 25)
+    for _ in range(6):
+        run.update(loss="0.1")
+    run.end(40.0)
+    assert run.bar is not None and run.left(10.0) == 50.0  # the run's limit, not a phase's
+    assert run.settings("training B") == "phase 2/2: training B"
+    run.start(12, 0, 6)  # the second phase's real steps replace the estimate
+    assert (run.n, run.total) == (10, 22)
+    run.update()
+    run.end(5.0)
+    assert run.bar is None  # the last phase closed the bar
+    counts = [x for x in capsys.readouterr().err.splitlines() if x.startswith("train")]
+    assert counts and counts[-1].startswith("train 2/2: 11/22 steps"), counts
+
+
 def test_convolutions_run_channels_last_except_3d_bfloat16_on_the_cpu() -> None:
     from n2v_cascade.runtime import autocast, fast_layout, place
 

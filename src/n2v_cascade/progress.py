@@ -72,3 +72,72 @@ def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True,
 def note(text: str) -> None:
     """A message that does not break a running bar."""
     tqdm.write(text, file=sys.stderr)
+
+
+class RunProgress:
+    """One bar over the phases of a run (``train_refined``'s two trainings): the count goes
+    on from phase to phase; the total holds the later phases' steps, estimated from the
+    current phase's steps per epoch until they start; the time left is the run's.
+
+    ``plan``: what the phases after the first do, added to the first phase's settings line
+    so that the whole recipe is one line at the start.
+    """
+
+    def __init__(self, phases: int = 1, *, enabled: bool = True, limit: float | None = None,
+                 later_epochs: int = 0, plan: str = "") -> None:
+        self.phases, self.enabled, self.limit = phases, enabled, limit
+        self.later_epochs, self.plan = later_epochs, plan
+        self.index = self.n = self.total = 0  # the phase, the run's step, its total
+        self.spent = 0.0  # training seconds of the finished phases
+        self.bar: tqdm | PlainProgress | None = None
+
+    def skip(self, steps: int = 0, seconds: float = 0.0) -> None:
+        """A phase that needs no training (a resumed run found it finished)."""
+        self.index += 1
+        self.n += steps
+        self.spent += seconds
+
+    def start(self, steps: int, initial: int, steps_per_epoch: int) -> None:
+        """Begin the next phase: ``steps`` in all, ``initial`` of them done before."""
+        self.index += 1
+        later = self.later_epochs * steps_per_epoch if self.index < self.phases else 0
+        self.n += initial
+        self.total = self.n - initial + steps + later
+        desc = "train" if self.phases == 1 else f"train {self.index}/{self.phases}"
+        if self.bar is None:
+            self.bar = progress_bar(self.total, desc, "step", enabled=self.enabled,
+                                    initial=self.n, limit=self.limit)
+        else:
+            self.bar.total, self.bar.n, self.bar.desc = self.total, self.n, desc
+
+    def update(self, **postfix: Any) -> None:
+        """One step done; ``postfix``: values shown beside the count."""
+        self.n += 1
+        self.bar.update(1)
+        self.bar.set_postfix(**postfix)
+
+    def end(self, seconds: float) -> None:
+        """The current phase stopped (finished, or at a stop) after ``seconds``."""
+        self.spent += seconds
+        if self.index >= self.phases:
+            self.close()
+
+    def left(self, phase_seconds: float) -> float | None:
+        """Seconds of the run's time limit left, the current phase ``phase_seconds`` in."""
+        return None if self.limit is None else self.limit - self.spent - phase_seconds
+
+    def settings(self, line: str) -> str:
+        """The settings line of the phase about to start: the first with the plan of the
+        rest, later ones marked with their phase."""
+        phase = self.index + 1
+        if self.phases == 1:
+            return line
+        if phase == 1:
+            return f"{line}; {self.plan}" if self.plan else line
+        return f"phase {phase}/{self.phases}: {line}"
+
+    def close(self) -> None:
+        """End the bar (at the run's end, or when a phase fails)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

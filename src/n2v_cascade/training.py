@@ -26,9 +26,8 @@ from .checkpoints import (
     claim_output,
     load_checkpoint,
     prepare_output,
-    stored_recipe,
 )
-from .config import TrainConfig, update_config
+from .config import TrainConfig
 from .data import default_steps_per_epoch
 from .distributed import Session, unwrap
 from .errors import InputError, N2VError, TrainingDivergedError
@@ -37,11 +36,10 @@ from .lazy_data import lazy_training_data, open_lazy, wants_lazy
 from .methods import get_method
 from .model import Model
 from .noise import estimate_noise_model
-from .progress import clock, note, progress_bar
+from .progress import RunProgress, clock, note
+from .run_settings import resolve_precision, settings_line
 from .runtime import (
     Runner,
-    choose_precision,
-    describe_device,
     grad_scaler,
     place,
     resolve_device,
@@ -71,6 +69,10 @@ class StepInfo:
     step_seconds: float  # wall time of this step
     step_cpu_seconds: float  # CPU time of this step divided by the torch threads
     weights: Callable[[], dict]
+    phase: int = 1       # this training's place in a run of several (train_refined's)
+    phases: int = 1
+    run_step: int = 0    # the step and the total steps of the whole run (0: this one)
+    run_total_steps: int = 0
 
 
 Callback = Callable[[StepInfo], "bool | None"]
@@ -90,6 +92,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     lazy: bool = False,
     noisy: object = None,
+    run: RunProgress | None = None,
 ) -> Model:
     """Train a denoiser on noisy images and return the trained :class:`Model`.
 
@@ -123,6 +126,9 @@ def train(
         The noisy images behind ``images`` when those are an earlier denoiser's output
         (one per image, same shapes): methods with ``needs_noisy`` (``renoise``) fit
         their noise model from both; other methods ignore it.
+    run
+        The progress of a run this training is one phase of (one bar, one time left,
+        the run's step in :class:`StepInfo`); None: its own.
 
     Started by ``torchrun`` or ``n2v-cascade train --processes N`` (or in a process group
     already set up), every process calls this and they train one model together; only
@@ -161,12 +167,13 @@ def train(
     device = resolve_device(device)
     with session.joined(device) as device:
         config, why = session.from_first(
-            _resolve_precision(config, device, ckpt_path if resume else None))
+            resolve_precision(config, device, ckpt_path if resume else None))
         if session.writes:  # only now: bad inputs write nothing
             claim_output(out, fresh=overwrite and not resume)
+        run = run or RunProgress(enabled=progress, limit=time_limit)
         if progress:
-            note(settings_line(config, steps, device, why, data.shown, time_limit, patch,
-                               session.world))
+            note(run.settings(settings_line(config, steps, device, why, data.shown,
+                                            time_limit, patch, session.world)))
 
         torch.manual_seed(config.seed)
         network = place(method.build_network(), device, config.precision)
@@ -186,7 +193,8 @@ def train(
             loop.load_ema(ema_state, ckpt_path)
         val_batches = validation_patches(data.val, sampler.channels)
         with catch_sigint() as interrupted:
-            loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks))
+            loop.run(steps, val_batches, interrupted, progress, time_limit, list(callbacks),
+                     run)
         network.load_state_dict(loop.final_weights())
         model = Model(network, config, data.normalizer, noise=noise, history=state["history"],
                       device=device)
@@ -227,12 +235,12 @@ class _Loop:
             raise InputError(f"{path}: not a usable checkpoint ({type(exc).__name__})") from None
 
     def run(self, steps: int, val_batches, interrupted: threading.Event, progress: bool,
-            time_limit: float | None, callbacks: list[Callback]) -> None:
+            time_limit: float | None, callbacks: list[Callback], run: RunProgress) -> None:
         cfg, state = self.config, self.state
         total = cfg.epochs * steps
         start = time.perf_counter()
-        bar = progress_bar(total, "train", "step", enabled=progress,
-                           initial=state["epoch"] * steps + state["step"], limit=time_limit)
+        first = state["epoch"] * steps + state["step"]
+        run.start(total, first, steps)
         clocks = progress_sources(callbacks)
         try:
             for epoch in range(state["epoch"], cfg.epochs):
@@ -248,16 +256,16 @@ class _Loop:
                     if not math.isfinite(loss):
                         self._diverged(epoch, step, loss)
                     losses.append(loss)
-                    bar.update(1)
-                    limit = ({} if time_limit is None else
-                             {"limit": clock(time_limit - (time.perf_counter() - start))})
-                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
-                                    **{self.method.loss_name: f"{loss:.4f}"}, **limit)
+                    left = run.left(time.perf_counter() - start)
+                    run.update(epoch=f"{epoch + 1}/{cfg.epochs}",
+                               **{self.method.loss_name: f"{loss:.4f}"},
+                               **({} if left is None else {"limit": clock(left)}))
                     seconds = state["seconds"] + time.perf_counter() - t0
                     info = StepInfo(epoch * steps + step + 1, total, epoch + 1, cfg.epochs,
                                     loss, seconds, wall,
                                     (time.process_time() - c0) / self.threads,
-                                    self.final_weights)
+                                    self.final_weights, run.index, run.phases,
+                                    run.n, run.total)
                     stop = any([bool(cb(info)) for cb in callbacks])
                     timed_out = (time_limit is not None
                                  and time.perf_counter() - start >= time_limit)
@@ -288,7 +296,7 @@ class _Loop:
                 state.update(epoch=epoch + 1, step=0)
                 self._checkpoint()
         finally:
-            bar.close()
+            run.end(time.perf_counter() - start)  # the last phase's end closes the bar
 
     def _stopped(self, epoch: int, step: int, losses: list[float], reason: str,
                  progress: bool) -> None:
@@ -371,44 +379,6 @@ class _Loop:
             f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss}); "
             f"try a lower --learning-rate (now {self.config.learning_rate:g}) or check that "
             f"the images are not dominated by outliers{kept}")
-
-
-def _resolve_precision(config: TrainConfig, device: torch.device, checkpoint: Path | None
-                       ) -> tuple[TrainConfig, str]:
-    """Replace ``precision: auto`` by what runs fastest here (a resumed run keeps the
-    checkpoint's); the saved config holds the precision used."""
-    if config.precision == "auto" and checkpoint is not None:
-        stored = (stored_recipe(checkpoint.parent) or {}).get("precision", "auto")
-        if stored != "auto":
-            return update_config(config, "checkpoint", precision=stored), "as the checkpoint"
-    precision, why = choose_precision(config.precision, device)
-    if precision != config.precision:
-        config = update_config(config, "device", precision=precision)
-    return config, why
-
-
-def settings_line(config: TrainConfig, steps: int, device: torch.device, why: str,
-                  samples: Sequence[np.ndarray], time_limit: float | None,
-                  patch: Sequence[int] | None = None, processes: int = 1) -> str:
-    """The whole recipe of a run in one line, printed when training starts (with several
-    processes: the split of the global batch and the learning rate, which is not scaled)."""
-    net = config.network
-    patch = tuple(patch or (config.patch_size, config.patch_size))
-    shapes = sorted({"x".join(map(str, s.shape)) for s in samples})
-    blind = (f", blind radius {net.blind_radius}" if get_method(config).blind else "")
-    limit = f", time limit {clock(time_limit)}" if time_limit is not None else ""
-    split, lr = "", ""
-    schedule = "" if config.lr_schedule == "constant" else f" ({config.lr_schedule} to 0)"
-    if processes > 1:
-        split = f" ({processes} processes x {config.batch_size // processes})"
-        lr = " (not scaled: the batch is global)"
-    return (f"training {config.variant}: {config.epochs} epochs x {steps} steps "
-            f"({config.epochs * steps} steps) of {config.batch_size} patches "
-            f"{'x'.join(map(str, patch))}{' (3-D)' if len(patch) == 3 else ''}{split}, "
-            f"lr {config.learning_rate:g}{schedule}{lr}, network depth {net.depth} "
-            f"width {net.width} growth {net.growth:g}{blind}, {config.precision} ({why}), "
-            f"{describe_device(device)}, {len(samples)} image(s) "
-            f"{', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}{limit}")
 
 
 def _ema_update(decay: float):

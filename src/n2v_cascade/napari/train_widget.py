@@ -33,7 +33,8 @@ from ..config import DEFAULT_VARIANT, make_config
 from ..errors import InputError
 from ..methods import methods
 from ..model import Model
-from ..training import StepInfo, train
+from ..refine import REFINES, train_refined
+from ..training import StepInfo
 from ._common import (
     AXES,
     ModelRow,
@@ -78,6 +79,10 @@ class TrainWidget(QWidget):
         self.method.setToolTip("probabilistic-blindspot: the exact posterior mean")
         self.axes = QComboBox()
         self.axes.addItems(AXES)
+        self.refine = QComboBox()
+        self.refine.addItems(list(REFINES))  # auto first: the same default as train
+        self.refine.setToolTip("auto: a second phase (renoise) when the noise is spatially "
+                               "correlated; none: one model")
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=30)
         self.patch = QSpinBox(minimum=8, maximum=4096, value=64, singleStep=8)
         self.time_limit = QDoubleSpinBox(minimum=0, maximum=1e7, value=0, suffix=" s")
@@ -104,7 +109,7 @@ class TrainWidget(QWidget):
 
         form = QFormLayout()
         for label, widget in (("images", self.layers), ("method", self.method),
-                              ("axes", self.axes),
+                              ("axes", self.axes), ("refine", self.refine),
                               ("epochs", self.epochs), ("patch size", self.patch),
                               ("time limit", self.time_limit),
                               ("output", self.output), ("", self.overwrite)):
@@ -177,7 +182,8 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.worker = run_in_worker(
-            train, images, config, axes=layer_axes(self.axes.currentText()),
+            train_refined, images, config, refine=self.refine.currentText(),
+            axes=layer_axes(self.axes.currentText()),
             output_dir=Path(out), overwrite=self.overwrite.isChecked(),
             progress=False, time_limit=limit, callbacks=[self._callback],
             done=self._done, finished=self._finished)
@@ -192,14 +198,16 @@ class TrainWidget(QWidget):
         return self._cancel.is_set()
 
     def _on_step(self, info: StepInfo) -> None:
-        self.bar.setMaximum(info.total_steps)
-        self.bar.setValue(info.step)
-        self._losses.append((info.step, info.loss))
+        step, total = info.run_step or info.step, info.run_total_steps or info.total_steps
+        self.bar.setMaximum(total)
+        self.bar.setValue(step)
+        self._losses.append((step, info.loss))
         now = time.perf_counter()
-        if now - self._drawn > 0.5 or info.step == info.total_steps:
+        if now - self._drawn > 0.5 or step == total:
             self._drawn = now
             self._plot()
-            self.status.setText(f"epoch {info.epoch}, step {info.step}/{info.total_steps}, "
+            phase = f"phase {info.phase}/{info.phases}, " if info.phases > 1 else ""
+            self.status.setText(f"{phase}epoch {info.epoch}, step {step}/{total}, "
                                 f"loss {info.loss:.4g}, {info.seconds:.0f} s")
 
     def _plot(self) -> None:
