@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 
 from . import __version__
 from .cascade_data import CascadeImages, prepare_images, reference_samples
+from .cascade_report import rank_stages, ranking_note, report_stage, versus_best
 from .config import TrainConfig, update_config
 from .errors import InputError
 from .gtfree import (
@@ -35,7 +36,6 @@ from .gtfree import (
     SelfSupervisedError,
     compare,
     gt_free_errors,
-    rank,
 )
 from .methods import method_class
 from .metrics import default_data_range, evaluate
@@ -324,7 +324,7 @@ class Cascade:
                 entry = self._entry(k, sdir, where, parent, res, gt, refs, data_range, names)
                 tried.append((gt, states, res, entry))
                 if progress:
-                    _report(entry)
+                    report_stage(entry)
             gt, states, res, entry = min(tried, key=lambda t: t[0])
             diff, se = compare(gt, best) if k > 0 else (0.0, 0.0)
             if self.auto and k > 0 and not diff < -SIGNIFICANT * se:
@@ -344,7 +344,7 @@ class Cascade:
             self._save(out)
         if self.auto and m["auto"]["stopped"] is None:
             m["auto"]["stopped"] = f"reached max_stages ({self.max_stages})"
-        _rank(m)
+        rank_stages(m)
         m["final_outputs"] = m["stages"][-1]["outputs"]
         self.models = models
         self.model_paths = paths if training else self.model_paths[: len(models)]
@@ -371,60 +371,6 @@ class Cascade:
         if out is not None:
             text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False)
             atomic_write_text(out / MANIFEST, text + "\n", overwrite=True)
-
-
-def _rank(manifest: dict[str, Any]) -> None:
-    """Set ``best_stage`` and the stages whose score is indistinguishable from its score."""
-    best, versus, ties = rank([e["gt_free_error"] for e in manifest["stages"]])
-    for entry, pair in zip(manifest["stages"], versus, strict=True):
-        entry["gt_free_vs_best"] = (None if pair is None else
-                                    {"difference": pair[0], "standard_error": pair[1]})
-    manifest["best_stage"] = best + 1
-    manifest["indistinguishable_from_best"] = [i + 1 for i in ties]
-
-
-def versus_best(entry: Mapping[str, Any]) -> str:
-    """A stage's GT-free score relative to the lowest: ``lowest`` or ``+12.3 ± 4.5``.
-
-    The ± is the standard error of the paired difference, which is what tells two stages
-    apart (each score's own standard error also holds the noise that both share).
-    """
-    pair = entry.get("gt_free_vs_best")
-    if pair is None:
-        return "lowest"
-    return f"{pair['difference']:+.4g} ± {pair['standard_error']:.2g}"
-
-
-def ranking_note(manifest: Mapping[str, Any],
-                 label: Callable[[Mapping[str, Any]], str] = lambda e: f"stage {e['stage']}",
-                 ) -> str:
-    """One sentence on which stage the GT-free scores favour, or that they cannot tell.
-
-    ``label`` names a stage entry (default ``stage N``).
-    """
-    stages = manifest["stages"]
-    best = stages[manifest["best_stage"] - 1]
-    ties = [stages[i - 1] for i in manifest.get("indistinguishable_from_best", [])]
-    if not ties:
-        if len(stages) == 1:
-            return f"GT-free score: {label(best)} (one stage)"
-        return (f"Lowest GT-free score: {label(best)} (lower than every other stage's by more "
-                f"than {SIGNIFICANT:g} standard errors of the difference)")
-    names = [label(e) for e in sorted([best, *ties], key=lambda e: e["stage"])]
-    diffs = ", ".join(f"{label(e)} {versus_best(e)}" for e in ties)
-    return (f"GT-free scores of {', '.join(names[:-1])} and {names[-1]} are indistinguishable: "
-            f"the difference to the lowest ({label(best)}) is within {SIGNIFICANT:g} standard "
-            f"errors ({diffs})")
-
-
-def _report(entry: dict[str, Any]) -> None:
-    from tqdm.auto import tqdm
-
-    how = "trained" if entry["trained"] else "reused"
-    psnr = f", PSNR {entry['metrics']['psnr']:.2f} dB" if entry["metrics"] else ""
-    tqdm.write(f"stage {entry['stage']} {entry['variant']}: {how} "
-               f"({entry['stage_seconds']:.1f} s), GT-free score "
-               f"{entry['gt_free_error']:.6g}{psnr}")
 
 
 __all__ = [
