@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -402,3 +403,20 @@ def test_round_trip_is_exact(image: np.ndarray, suffix: str) -> None:
         back = read_image(path, allow_constant=True)
     assert back.dtype == np.float32 and back.shape == image.shape
     np.testing.assert_array_equal(back, image.astype(np.float32))
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.zeros((2,) * 7), "has 7 dimension(s) (shape (2, 2, 2, 2, 2, 2, 2)); expected 2 to 6"),
+    (np.arange(5.0), "has 1 dimension(s)"),
+    (np.array([["a", "b"], ["c", "d"]]), "has non-numeric pixels"),
+    (np.zeros((0, 4, 4)), "is empty (shape (0, 4, 4))"),
+    (np.array([[[1.0, np.nan]]]), "contains 1 NaN/Inf"),
+    (np.full((2, 3, 4, 5), 7.0), "is constant (all pixels = 7.0)"),
+])
+def test_nd_arrays_get_the_image_checks_in_one_line(array, message) -> None:
+    from n2v_cascade.inputs import validate_nd
+
+    with pytest.raises(InputError, match=re.escape(f"stack: {message}")):
+        validate_nd(array, "stack")
+    out = validate_nd(np.arange(24).reshape(1, 2, 3, 4), "ok")  # any axes count 2 to 6
+    assert out.dtype == np.float32 and out.shape == (1, 2, 3, 4)

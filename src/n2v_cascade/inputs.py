@@ -21,7 +21,7 @@ import numpy as np
 from .axes import default_axes
 from .errors import InputError, error_reason
 from .imagefile import READ_SUFFIXES_ND, ImageMeta, read_image_nd
-from .io import list_images, read_image, unique_files, validate_array
+from .io import float32_pixels, list_images, read_image, unique_files, validate_array
 
 _PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -109,20 +109,7 @@ def validate_nd(array: np.ndarray, source: str, allow_constant: bool = False) ->
     except (TypeError, ValueError) as exc:
         raise InputError(
             f"{source}: cannot be converted to an array ({error_reason(exc)})") from exc
-    if data.dtype.kind not in "iuf":
-        raise InputError(f"{source}: has non-numeric pixels (dtype {data.dtype}); expected "
-                         f"real numbers")
-    if data.size == 0:
-        raise InputError(f"{source}: is empty (shape {data.shape})")
-    if not 2 <= data.ndim <= 6:
+    if data.dtype.kind in "iuf" and data.size and not 2 <= data.ndim <= 6:
         raise InputError(f"{source}: has {data.ndim} dimension(s) (shape {data.shape}); "
                          f"expected 2 to 6 axes (letters from STCZYX)")
-    with np.errstate(over="ignore"):
-        out = np.array(data, dtype=np.float32, order="C", copy=True)
-    if not np.isfinite(out).all():
-        raise InputError(f"{source}: contains {out.size - np.count_nonzero(np.isfinite(out))} "
-                         f"NaN/Inf pixels")
-    if not allow_constant and float(out.min()) == float(out.max()):
-        raise InputError(f"{source}: is constant (all pixels = {float(out.min()):.6g}); "
-                         f"nothing to denoise")
-    return out
+    return float32_pixels(data, source, allow_constant)

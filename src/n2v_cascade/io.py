@@ -313,6 +313,14 @@ def _finish(
             f"{source}: has {data.ndim} dimension(s) (shape {data.shape}); "
             "expected a 2-D image (YX) or a stack (SYX)"
         )
+    return float32_pixels(data, source, allow_constant)
+
+
+def float32_pixels(data: np.ndarray, source: str, allow_constant: bool = False) -> np.ndarray:
+    """A C-ordered float32 copy of numeric pixels, refusing (one line, naming ``source``)
+    non-numeric, empty, non-finite or (unless ``allow_constant``) constant arrays: the
+    pixel checks every input gets, whatever its axes."""
+    _check_pixels(data, source)
     out = _float32(data, source)
     low, high = float(out.min()), float(out.max())
     if low == high and not allow_constant:
