@@ -171,7 +171,9 @@ def test_a_run_of_two_phases_counts_on_and_keeps_its_own_time_limit(capsys) -> N
     from n2v_cascade.progress import RunProgress
 
     run = RunProgress(2, limit=100.0, later_epochs=3, plan="then B")
-    assert run.settings("training A").endswith("training A; then B")
+    assert run.settings("training A") == "training A; then B"
+    assert run.settings("training A", 30.0) == ("training A, time limit 0:01:40 for the run "
+                                                "(0:00:30 for phase 1); then B")
     run.start(10, 4, 5)  # a resumed first phase: 4 of 10 steps done, then 3 epochs of 5
     assert (run.n, run.total) == (4, 25)
     for _ in range(6):

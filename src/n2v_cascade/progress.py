@@ -126,12 +126,16 @@ class RunProgress:
         """Seconds of the run's time limit left, the current phase ``phase_seconds`` in."""
         return None if self.limit is None else self.limit - self.spent - phase_seconds
 
-    def settings(self, line: str) -> str:
+    def settings(self, line: str, phase_limit: float | None = None) -> str:
         """The settings line of the phase about to start: the first with the plan of the
-        rest, later ones marked with their phase."""
+        rest, later ones marked with their phase; ``phase_limit``: its share of the
+        run's time limit."""
         phase = self.index + 1
         if self.phases == 1:
             return line
+        if self.limit is not None and phase_limit is not None:
+            line += (f", time limit {clock(self.limit)} for the run ({clock(phase_limit)} "
+                     f"for phase {phase})")
         if phase == 1:
             return f"{line}; {self.plan}" if self.plan else line
         return f"phase {phase}/{self.phases}: {line}"

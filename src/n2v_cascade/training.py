@@ -172,8 +172,9 @@ def train(
             claim_output(out, fresh=overwrite and not resume)
         run = run or RunProgress(enabled=progress, limit=time_limit)
         if progress:
-            note(run.settings(settings_line(config, steps, device, why, data.shown,
-                                            time_limit, patch, session.world)))
+            line = settings_line(config, steps, device, why, data.shown,
+                                 time_limit if run.phases == 1 else None, patch, session.world)
+            note(run.settings(line, time_limit))
 
         torch.manual_seed(config.seed)
         network = place(method.build_network(), device, config.precision)
