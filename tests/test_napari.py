@@ -46,17 +46,23 @@ def viewer():
     return v
 
 
+def _trained(w: TrainWidget, qtbot, out, *, patch: int = 16, epochs: int = 2) -> None:
+    """Train the tiny recipe from the widget into ``out`` and wait for the end."""
+    w.config_overrides = TINY
+    w.patch.setValue(patch)
+    w.epochs.setValue(epochs)
+    w.model = None
+    w.output.setText(str(out))
+    w.start()
+    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+
+
 def test_train_from_a_layer_then_cancel(viewer, qtbot, tmp_path) -> None:
     w = TrainWidget(viewer)
     qtbot.addWidget(w)
     assert w.checked_names() == ["noisy"]
     assert w.method.currentText() == TrainConfig().variant  # the API's default method
-    w.config_overrides = TINY
-    w.patch.setValue(16)
-    w.epochs.setValue(2)
-    w.output.setText(str(tmp_path / "m"))
-    w.start()
-    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    _trained(w, qtbot, tmp_path / "m")
     assert (w.bar.value(), w.bar.maximum()) == (10, 10) and len(w._losses) == 10
     assert session().model is w.model and (tmp_path / "m" / "model.json").is_file()
 
@@ -76,13 +82,8 @@ def test_train_from_a_layer_then_cancel(viewer, qtbot, tmp_path) -> None:
 def test_time_limit_stops_training(viewer, qtbot, tmp_path) -> None:
     w = TrainWidget(viewer)
     qtbot.addWidget(w)
-    w.config_overrides = TINY
-    w.patch.setValue(16)
-    w.epochs.setValue(10_000)
     w.time_limit.setValue(0.5)
-    w.output.setText(str(tmp_path / "t"))
-    w.start()
-    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    _trained(w, qtbot, tmp_path / "t", epochs=10_000)
     assert w.bar.value() < w.bar.maximum() and (tmp_path / "t" / "checkpoint.pt").is_file()
 
 
@@ -94,20 +95,12 @@ def test_correlated_noise_trains_two_phases_on_one_bar(qtbot, tmp_path) -> None:
     w = TrainWidget(v)
     qtbot.addWidget(w)
     assert w.refine.currentText() == "auto"  # the same default as the train command
-    w.config_overrides = TINY
-    w.patch.setValue(32)
-    w.epochs.setValue(3)
-    w.output.setText(str(tmp_path / "m"))
-    w.start()
-    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    _trained(w, qtbot, tmp_path / "m", patch=32, epochs=3)
     assert w.model.config.variant == "renoise"  # 1 epoch of the default, then 2 of renoise
     assert (w.bar.value(), w.bar.maximum()) == (15, 15)
     assert [s for s, _ in w._losses] == list(range(1, 16))  # one curve over both phases
     w.refine.setCurrentText("none")
-    w.model = None
-    w.output.setText(str(tmp_path / "n"))
-    w.start()
-    qtbot.waitUntil(lambda: w.model is not None and w.train_button.isEnabled(), timeout=WAIT)
+    _trained(w, qtbot, tmp_path / "n", patch=32, epochs=3)
     assert w.model.config.variant == TrainConfig().variant
 
 
