@@ -23,9 +23,9 @@ LAYERS = [
     {"config"},
     {"posterior", "blend", "predict", "data", "gtfree"},
     {"model", "bmz", "bmz_load", "bmz_docs"},  # a model folder or its BMZ package
-    {"checkpoints", "training", "training_data", "lazy_data", "batch", "checkpoint_export",
-     "chunked", "chunked_run"},
-    {"stages", "cascade", "cascade_data", "refine"},
+    {"checkpoints", "training", "run_settings", "training_data", "lazy_data", "batch",
+     "checkpoint_export", "chunked", "chunked_run"},
+    {"stages", "cascade", "cascade_data", "cascade_report", "refine"},
     {"reproduce", "demo"},
     {"cli", "cli_cascade", "cli_finish", "cli_export", "cli_options", "cli_config", "napari",
      "__init__",

@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from conftest import tiny_config
-from n2v_cascade import cascade as cascade_mod
 from n2v_cascade.cascade import Cascade, ranking_note, versus_best
+from n2v_cascade.cascade_report import rank_stages
 from n2v_cascade.gtfree import (
     GTFreeOptions,
     GTFreeScore,
@@ -109,7 +109,7 @@ def test_cascade_reports_indistinguishable_stages(noisy_pair, monkeypatch) -> No
 
     m = {"stages": [{"stage": 1, "gt_free_error": first},
                     {"stage": 2, "gt_free_error": _score(first.sums / 100 - 3.0)}]}
-    cascade_mod._rank(m)  # the same ranking, on a clearly better second stage
+    rank_stages(m)  # the same ranking, on a clearly better second stage
     assert (m["best_stage"], m["indistinguishable_from_best"]) == (2, [])
     assert ranking_note(m).startswith("Lowest GT-free score: stage 2 (lower than every other")
 
