@@ -71,7 +71,7 @@ class StepInfo:
     weights: Callable[[], dict]
     phase: int = 1       # this training's place in a run of several (train_refined's)
     phases: int = 1
-    run_step: int = 0    # the step and the total steps of the whole run (0: this one)
+    run_step: int = 0    # the whole run's step and total (a lone training: step, total_steps)
     run_total_steps: int = 0
 
 
