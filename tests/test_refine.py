@@ -57,8 +57,12 @@ def test_correlated_noise_trains_the_default_then_renoise(refined, pair) -> None
 def test_white_noise_or_another_method_trains_one_model(pair, tmp_path) -> None:
     rng = np.random.default_rng(0)
     white = (pair[0] + rng.normal(size=pair[0].shape) * 8).astype(np.float32)
-    one = train_refined(white, recipe(), output_dir=tmp_path / "w", progress=False)
+    seen: list[tuple[int, int, int, int]] = []
+    one = train_refined(white, recipe(), output_dir=tmp_path / "w", progress=False,
+                        callbacks=[lambda i: seen.append((i.phases, i.step, i.run_step,
+                                                          i.run_total_steps))])
     assert one.config.variant == "structured" and one.config.epochs == 3
+    assert seen == [(1, k, k, 18) for k in range(1, 19)]  # a lone training is its own run
     assert not (tmp_path / "w" / FIRST).exists() and not (tmp_path / "w" / PLAN).exists()
     for config, refine in ((recipe(variant="n2v"), "auto"), (recipe(), "none"),
                            (recipe(epochs=1), "auto")):
