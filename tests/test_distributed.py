@@ -263,11 +263,11 @@ def test_the_stop_decision_is_shared(script_run) -> None:
 
 def test_the_settings_line_states_the_split_and_the_learning_rate() -> None:
     cfg = tiny_config(batch_size=8)
-    line = settings_line(cfg, 5, torch.device("cpu"), "as asked", [np.zeros((64, 64))], None,
+    line = settings_line(cfg, 5, torch.device("cpu"), "as asked", [np.zeros((64, 64))],
                          processes=4)
     assert "of 8 patches 16x16 (4 processes x 2), lr 0.001 (not scaled" in line
     assert "processes" not in settings_line(cfg, 5, torch.device("cpu"), "as asked",
-                                            [np.zeros((64, 64))], None)
+                                            [np.zeros((64, 64))])
 
 
 def test_a_batch_that_does_not_split_is_refused_before_any_process_starts(

@@ -91,10 +91,10 @@ class RunProgress:
         self.spent = 0.0  # training seconds of the finished phases
         self.bar: tqdm | PlainProgress | None = None
 
-    def skip(self, steps: int = 0, seconds: float = 0.0) -> None:
-        """A phase that needs no training (a resumed run found it finished)."""
+    def skip(self, seconds: float) -> None:
+        """A phase that needs no training (a resumed run found it finished in ``seconds``
+        of training)."""
         self.index += 1
-        self.n += steps
         self.spent += seconds
 
     def start(self, steps: int, initial: int, steps_per_epoch: int) -> None:
@@ -127,12 +127,12 @@ class RunProgress:
         return None if self.limit is None else self.limit - self.spent - phase_seconds
 
     def settings(self, line: str, phase_limit: float | None = None) -> str:
-        """The settings line of the phase about to start: the first with the plan of the
-        rest, later ones marked with their phase; ``phase_limit``: its share of the
-        run's time limit."""
+        """The settings line of the phase about to start, with the time limit: the first
+        with the plan of the rest, later ones marked with their phase; ``phase_limit``:
+        its share of the run's time limit."""
         phase = self.index + 1
         if self.phases == 1:
-            return line
+            return line if self.limit is None else f"{line}, time limit {clock(self.limit)}"
         if self.limit is not None and phase_limit is not None:
             line += (f", time limit {clock(self.limit)} for the run ({clock(phase_limit)} "
                      f"for phase {phase})")

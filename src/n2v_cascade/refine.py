@@ -86,8 +86,13 @@ def train_refined(images: object, config: TrainConfig | None = None, *,
                              f"continue it or --overwrite to start over")
     else:
         why, prepared = "continuing the two-phase run of its refine.json", None
-    return _two(images, plan, why, progress, prepared, axes=axes, out=out, resume=resume,
-                overwrite=overwrite, device=device, time_limit=time_limit, **options)
+    run = RunProgress(2, enabled=progress, limit=time_limit, later_epochs=plan[1].epochs,
+                      plan=f"then renoise for {plan[1].epochs} epoch(s) on its output "
+                           f"({why}; --refine none: one model)")
+    with closing(run):  # ended by the last phase, or here when the run stops early
+        return _two(images, plan, run, progress, prepared, axes=axes, out=out,
+                    resume=resume, overwrite=overwrite, device=device,
+                    time_limit=time_limit, **options)
 
 
 def _one(images: object, config: TrainConfig, why: str | None, *, progress: bool,
@@ -125,52 +130,48 @@ def _why(images: object, config: TrainConfig, axes: str | None, refine: Refine
             f"pixel)", prepared)
 
 
-def _two(images: object, plan: tuple[TrainConfig, TrainConfig], why: str, progress: bool,
-         prepared: CascadeImages | None, *, axes: str | None, out: Path | None,
+def _two(images: object, plan: tuple[TrainConfig, TrainConfig], run: RunProgress,
+         progress: bool, prepared: CascadeImages | None, *, axes: str | None, out: Path | None,
          resume: bool, overwrite: bool, device: str | None, time_limit: float | None,
          **options) -> Model:
     first_cfg, second_cfg = plan
-    run = RunProgress(2, enabled=progress, limit=time_limit, later_epochs=second_cfg.epochs,
-                      plan=f"then renoise for {second_cfg.epochs} epoch(s) on its output "
-                           f"({why}; --refine none: one model)")
-    with closing(run):  # ended by the last phase, or here when the run stops early
-        first_dir = out / FIRST if out is not None else None
-        if out is not None and not resume:  # a busy folder fails before any training
-            prepare_output(out, resume, overwrite)
-        text = json.dumps({"first": first_cfg.model_dump(mode="json"),
-                           "second": second_cfg.model_dump(mode="json")}, indent=1)
+    first_dir = out / FIRST if out is not None else None
+    if out is not None and not resume:  # a busy folder fails before any training
+        prepare_output(out, resume, overwrite)
+    text = json.dumps({"first": first_cfg.model_dump(mode="json"),
+                       "second": second_cfg.model_dump(mode="json")}, indent=1)
 
-        def write_plan(info) -> bool:  # noqa: ARG001 - after the first step: inputs are good
-            if out is not None and not (out / PLAN).is_file():
-                atomic_write_text(out / PLAN, text, overwrite=True)
-            return False
+    def write_plan(info) -> bool:  # noqa: ARG001 - after the first step: inputs are good
+        if out is not None and not (out / PLAN).is_file():
+            atomic_write_text(out / PLAN, text, overwrite=True)
+        return False
 
-        callbacks = list(options.pop("callbacks", ()))
-        first_run = first_cfg.model_copy(update={"epochs": _first_epochs(first_cfg)})
-        first = _finished(first_dir, first_run) if resume else None
-        if first is None:
-            first = train(images, first_run, axes=axes, output_dir=first_dir, resume=resume,
-                          overwrite=overwrite, progress=progress, device=device,
-                          time_limit=_part(time_limit, 1 - SHARE),
-                          callbacks=[write_plan, *callbacks], run=run, **options)
-        else:
-            if progress:
-                note(run.settings(f"{first.config.variant}: the first phase is finished "
-                                  f"in {first_dir}"))
-            run.skip(seconds=first.train_seconds)
-        if first.history and first.history[-1].get("stopped") == "callback":
-            return first  # a callback's stop ends the run (the model stays in stage1/)
-        if prepared is None:  # read once: the first phase's estimate of each, and the noisy
-            prepared = prepare_images(images, axes, first_cfg.dims, first_cfg.channels == "joint")
-        targets, _ = stage_outputs(first, prepared.arrays, axes=prepared.axes)
-        left = None if time_limit is None else time_limit - first.train_seconds
-        again = resume and out is not None and any((out / n).exists() for n in (CHECKPOINT, META))
-        model = train(targets, second_cfg, axes=prepared.axes, output_dir=out, resume=again,
+    callbacks = list(options.pop("callbacks", ()))
+    first_run = first_cfg.model_copy(update={"epochs": _first_epochs(first_cfg)})
+    first = _finished(first_dir, first_run) if resume else None
+    if first is None:
+        first = train(images, first_run, axes=axes, output_dir=first_dir, resume=resume,
                       overwrite=overwrite, progress=progress, device=device,
-                      time_limit=_part(left, 1.0), noisy=list(prepared.arrays),
-                      callbacks=callbacks, run=run, **options)
-        model.train_seconds += first.train_seconds  # the run's training time, both phases
-        return model
+                      time_limit=_part(time_limit, 1 - SHARE),
+                      callbacks=[write_plan, *callbacks], run=run, **options)
+    else:
+        if progress:
+            note(run.settings(f"{first.config.variant}: the first phase is finished "
+                              f"in {first_dir}"))
+        run.skip(seconds=first.train_seconds)
+    if first.history and first.history[-1].get("stopped") == "callback":
+        return first  # a callback's stop ends the run (the model stays in stage1/)
+    if prepared is None:  # read once: the first phase's estimate of each, and the noisy
+        prepared = prepare_images(images, axes, first_cfg.dims, first_cfg.channels == "joint")
+    targets, _ = stage_outputs(first, prepared.arrays, axes=prepared.axes)
+    left = None if time_limit is None else time_limit - first.train_seconds
+    again = resume and out is not None and any((out / n).exists() for n in (CHECKPOINT, META))
+    model = train(targets, second_cfg, axes=prepared.axes, output_dir=out, resume=again,
+                  overwrite=overwrite, progress=progress, device=device,
+                  time_limit=_part(left, 1.0), noisy=list(prepared.arrays),
+                  callbacks=callbacks, run=run, **options)
+    model.train_seconds += first.train_seconds  # the run's training time, both phases
+    return model
 
 
 def _part(seconds: float | None, share: float) -> float | None:

@@ -12,7 +12,6 @@ import torch
 from .checkpoints import stored_recipe
 from .config import TrainConfig, update_config
 from .methods import get_method
-from .progress import clock
 from .runtime import choose_precision, describe_device
 
 __all__ = ["resolve_precision", "settings_line"]
@@ -33,15 +32,15 @@ def resolve_precision(config: TrainConfig, device: torch.device, checkpoint: Pat
 
 
 def settings_line(config: TrainConfig, steps: int, device: torch.device, why: str,
-                  samples: Sequence[np.ndarray], time_limit: float | None,
-                  patch: Sequence[int] | None = None, processes: int = 1) -> str:
-    """The whole recipe of a run in one line, printed when training starts (with several
-    processes: the split of the global batch and the learning rate, which is not scaled)."""
+                  samples: Sequence[np.ndarray], patch: Sequence[int] | None = None,
+                  processes: int = 1) -> str:
+    """The whole recipe of a training in one line, printed when it starts (with several
+    processes: the split of the global batch and the learning rate, which is not scaled;
+    :meth:`~n2v_cascade.progress.RunProgress.settings` adds the time limit)."""
     net = config.network
     patch = tuple(patch or (config.patch_size, config.patch_size))
     shapes = sorted({"x".join(map(str, s.shape)) for s in samples})
     blind = (f", blind radius {net.blind_radius}" if get_method(config).blind else "")
-    limit = f", time limit {clock(time_limit)}" if time_limit is not None else ""
     split, lr = "", ""
     schedule = "" if config.lr_schedule == "constant" else f" ({config.lr_schedule} to 0)"
     if processes > 1:
@@ -53,4 +52,4 @@ def settings_line(config: TrainConfig, steps: int, device: torch.device, why: st
             f"lr {config.learning_rate:g}{schedule}{lr}, network depth {net.depth} "
             f"width {net.width} growth {net.growth:g}{blind}, {config.precision} ({why}), "
             f"{describe_device(device)}, {len(samples)} image(s) "
-            f"{', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}{limit}")
+            f"{', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}")

@@ -69,10 +69,10 @@ class StepInfo:
     step_seconds: float  # wall time of this step
     step_cpu_seconds: float  # CPU time of this step divided by the torch threads
     weights: Callable[[], dict]
-    phase: int = 1       # this training's place in a run of several (train_refined's)
-    phases: int = 1
-    run_step: int = 0    # the whole run's step and total (a lone training: step, total_steps)
-    run_total_steps: int = 0
+    phase: int           # this training's place in a run of several (train_refined's)
+    phases: int
+    run_step: int        # the whole run's step and total (a lone training: step, total_steps)
+    run_total_steps: int
 
 
 Callback = Callable[[StepInfo], "bool | None"]
@@ -172,9 +172,8 @@ def train(
             claim_output(out, fresh=overwrite and not resume)
         run = run or RunProgress(enabled=progress, limit=time_limit)
         if progress:
-            line = settings_line(config, steps, device, why, data.shown,
-                                 time_limit if run.phases == 1 else None, patch, session.world)
-            note(run.settings(line, time_limit))
+            note(run.settings(settings_line(config, steps, device, why, data.shown, patch,
+                                            session.world), time_limit))
 
         torch.manual_seed(config.seed)
         network = place(method.build_network(), device, config.precision)

@@ -198,7 +198,7 @@ class TrainWidget(QWidget):
         return self._cancel.is_set()
 
     def _on_step(self, info: StepInfo) -> None:
-        step, total = info.run_step or info.step, info.run_total_steps or info.total_steps
+        step, total = info.run_step, info.run_total_steps  # both phases of a two-phase run
         self.bar.setMaximum(total)
         self.bar.setValue(step)
         self._losses.append((step, info.loss))
